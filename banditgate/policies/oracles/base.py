@@ -1,0 +1,88 @@
+"""The contract every reward oracle follows, and the artifact envelope they are stored in."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from banditgate.policies.actions import Action, Features
+from banditgate.policies.oracles.features import FeatureSpace
+
+ARTIFACT_MAGIC = b"banditgate-oracle/1 "
+
+
+class RewardOracle(ABC):
+    """A regression oracle ``f(x, a) ~ E[reward | x, a]`` over (context, action id, action features).
+
+    Follows the scikit-learn estimator contract: hyper-parameters in ``__init__``, learned state with a
+    trailing underscore (``space_`` and the model), :meth:`fit` returns ``self``. Training takes a frame
+    built by :func:`~banditgate.policies.oracles.features.records_to_frame`; serving scores every candidate
+    action of one decision in a single vectorised call (:meth:`predict_decision`).
+    """
+
+    kind: ClassVar[str]
+    space_: FeatureSpace
+
+    @abstractmethod
+    def fit(self, frame: pd.DataFrame, rewards: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:
+        """Learn from logged (context, chosen action) rows and their rewards."""
+
+    @abstractmethod
+    def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """Expected reward of each row of a frame."""
+
+    @abstractmethod
+    def predict_decision(self, context: Features, actions: Sequence[Action]) -> np.ndarray:
+        """Expected reward of each candidate action of one decision, in the order given."""
+
+    @abstractmethod
+    def hyperparameters(self) -> dict[str, Any]:
+        """Hyper-parameters as recorded in the generation registry (JSON-serialisable)."""
+
+    @abstractmethod
+    def _payload(self) -> bytes:
+        """The fitted model as bytes, the inverse of :meth:`_from_payload`."""
+
+    @classmethod
+    @abstractmethod
+    def _from_payload(cls, payload: bytes) -> Self:
+        """Rebuild a fitted oracle from :meth:`_payload`."""
+
+    def to_bytes(self) -> bytes:
+        """The artifact: a one-line header naming the oracle kind, then the model payload."""
+        return ARTIFACT_MAGIC + self.kind.encode() + b"\n" + self._payload()
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "space_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def validate_training_input(
+    frame: pd.DataFrame, rewards: np.ndarray, sample_weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The boundary check of every ``fit``: aligned lengths, finite rewards and non-negative weights."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if len(frame) == 0:
+        raise ValueError("cannot fit an oracle on an empty training set")
+    if rewards.shape != (len(frame),):
+        raise ValueError(f"rewards has shape {rewards.shape}, expected ({len(frame)},)")
+    if not np.all(np.isfinite(rewards)):
+        raise ValueError("rewards must be finite")
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        if sample_weight.shape != rewards.shape or np.any(sample_weight < 0) or not np.all(np.isfinite(sample_weight)):
+            raise ValueError("sample_weight must be finite, non-negative and one per row")
+    return rewards, sample_weight

@@ -1,0 +1,147 @@
+"""Encoding of (context, action id, action features) into model inputs.
+
+A :class:`FeatureSpace` is learned from the training frame and stored with the model, so serving encodes
+exactly as training did. Numbers and booleans become numeric columns (null -> NaN). Strings become
+categorical columns with a vocabulary; a category never seen in training, or a value of the wrong type,
+encodes as missing (NaN) rather than failing the decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from banditgate.policies.actions import Action, Features, Scalar
+
+ACTION_ID = "action_id"
+CONTEXT_PREFIX = "c:"
+ACTION_PREFIX = "a:"
+
+
+def category_key(value: Scalar) -> str | None:
+    """The vocabulary key of a categorical value (``True`` and ``"true"`` are the same category)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def decision_row(context: Features, action: Action) -> dict[str, Scalar]:
+    """One (context, action) pair as a flat row with the column names a :class:`FeatureSpace` uses."""
+    row: dict[str, Scalar] = {CONTEXT_PREFIX + k: v for k, v in context.items()}
+    row[ACTION_ID] = action.id
+    row.update({ACTION_PREFIX + k: v for k, v in action.features.items()})
+    return row
+
+
+def records_to_frame(contexts: Sequence[Features], actions: Sequence[Action]) -> pd.DataFrame:
+    """One row per (context, chosen action): the training frame every oracle's ``fit`` takes."""
+    return pd.DataFrame.from_records(
+        [decision_row(context, action) for context, action in zip(contexts, actions, strict=True)]
+    )
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    values = series.dropna()
+    return bool(values.map(lambda v: isinstance(v, int | float | np.number | bool | np.bool_)).all())
+
+
+@dataclass
+class FeatureSpace:
+    """Column layout and categorical vocabularies shared by training and serving.
+
+    Parameters
+    ----------
+    numeric
+        Names of numeric columns.
+    categorical
+        Categorical column name -> ordered vocabulary (the code of a category is its index).
+    """
+
+    numeric: list[str] = field(default_factory=list)
+    categorical: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.columns = sorted([*self.numeric, *self.categorical])
+        self.categorical_indices = [i for i, c in enumerate(self.columns) if c in self.categorical]
+        self._codes = {c: {v: float(i) for i, v in enumerate(vocab)} for c, vocab in self.categorical.items()}
+        self._index = {c: i for i, c in enumerate(self.columns)}
+        context_cols = [c for c in self.columns if c.startswith(CONTEXT_PREFIX)]
+        action_cols = [c for c in self.columns if c.startswith(ACTION_PREFIX)]
+        self._context_slots = [(c[len(CONTEXT_PREFIX) :], self._index[c], self._codes.get(c)) for c in context_cols]
+        self._action_slots = [(c[len(ACTION_PREFIX) :], self._index[c], self._codes.get(c)) for c in action_cols]
+        self._action_id_slot = (self._index.get(ACTION_ID), self._codes.get(ACTION_ID, {}))
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, max_categories: int = 1000) -> FeatureSpace:
+        """Learn the layout from a training frame (see :func:`records_to_frame`).
+
+        Categories beyond the ``max_categories`` most frequent of a column encode as missing, which keeps
+        high-cardinality columns (BINs, merchant ids) from blowing up the model.
+        """
+        numeric: list[str] = []
+        categorical: dict[str, list[str]] = {}
+        for name in frame.columns:
+            series = frame[name]
+            if name != ACTION_ID and _is_numeric(series):
+                numeric.append(name)
+            else:
+                keys = series.dropna().map(category_key)
+                categorical[name] = keys.value_counts().index[:max_categories].sort_values().tolist()
+        return cls(numeric=numeric, categorical=categorical)
+
+    def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """Encode a training or evaluation frame into a float matrix (one row per frame row)."""
+        out = np.full((len(frame), len(self.columns)), np.nan)
+        for name, j in self._index.items():
+            if name not in frame.columns:
+                continue
+            series = frame[name]
+            codes = self._codes.get(name)
+            if codes is None:
+                out[:, j] = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                out[:, j] = series.map(lambda v, codes=codes: codes.get(category_key(v), np.nan)).to_numpy(
+                    dtype=np.float64
+                )
+        return out
+
+    def transform_decision(self, context: Features, actions: Sequence[Action]) -> np.ndarray:
+        """Encode one decision: one row per candidate action. This is the hot path of serving."""
+        row = np.full(len(self.columns), np.nan)
+        for key, j, codes in self._context_slots:
+            row[j] = _encode(context.get(key), codes)
+        out = np.tile(row, (len(actions), 1))
+        id_index, id_codes = self._action_id_slot
+        for i, action in enumerate(actions):
+            if id_index is not None:
+                out[i, id_index] = id_codes.get(action.id, np.nan)
+            features = action.features
+            if features:
+                for key, j, codes in self._action_slots:
+                    out[i, j] = _encode(features.get(key), codes)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"numeric": self.numeric, "categorical": self.categorical}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpace:
+        return cls(numeric=list(data["numeric"]), categorical={k: list(v) for k, v in data["categorical"].items()})
+
+
+def _encode(value: Scalar, codes: dict[str, float] | None) -> float:
+    if value is None:
+        return np.nan
+    if codes is not None:
+        return codes.get(category_key(value), np.nan)
+    if isinstance(value, str):
+        return np.nan
+    return float(value)

@@ -1,0 +1,140 @@
+"""LightGBM reward oracle (the default)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Self
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from banditgate.policies.actions import Action, Features
+from banditgate.policies.oracles.base import RewardOracle, validate_training_input
+from banditgate.policies.oracles.features import FeatureSpace
+
+
+class LightGBMOracle(RewardOracle):
+    """Gradient-boosted trees on the encoded (context, action) features, categorical columns native.
+
+    Serving calls ``Booster.predict`` directly with ``num_threads=1``: the scikit-learn wrapper adds about
+    300 us per call, and OpenMP threads turn the p99 into milliseconds when the other core is busy.
+
+    Parameters
+    ----------
+    num_boost_round
+        Number of trees.
+    learning_rate, num_leaves, min_data_in_leaf
+        The usual LightGBM hyper-parameters.
+    objective
+        ``"auto"`` picks ``cross_entropy`` when every reward lies in [0, 1] (authorisation outcomes, so the
+        score is a probability) and ``regression`` otherwise.
+    num_threads
+        Threads used for *training* (0 = LightGBM's default). Prediction always uses one.
+    seed
+        Seed for LightGBM's randomness, so a retraining run is reproducible.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from banditgate.policies.oracles.features import records_to_frame
+    >>> rng = np.random.default_rng(0)
+    >>> contexts = [{"amount": float(a)} for a in rng.uniform(0, 100, 2000)]
+    >>> actions = [Action(str(a)) for a in rng.choice(["3ds", "none"], 2000)]
+    >>> rewards = np.array([float((c["amount"] > 50) == (a.id == "3ds")) for c, a in zip(contexts, actions)])
+    >>> oracle = LightGBMOracle(num_boost_round=20).fit(records_to_frame(contexts, actions), rewards)
+    >>> scores = oracle.predict_decision({"amount": 90.0}, [Action("3ds"), Action("none")])
+    >>> bool(scores[0] > 0.9 > 0.1 > scores[1])
+    True
+    """
+
+    kind = "lightgbm"
+
+    def __init__(
+        self,
+        num_boost_round: int = 100,
+        learning_rate: float = 0.1,
+        num_leaves: int = 31,
+        min_data_in_leaf: int = 20,
+        objective: str = "auto",
+        num_threads: int = 0,
+        seed: int = 0,
+    ) -> None:
+        self.num_boost_round = num_boost_round
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_data_in_leaf = min_data_in_leaf
+        self.objective = objective
+        self.num_threads = num_threads
+        self.seed = seed
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "num_boost_round": self.num_boost_round,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "objective": self.objective,
+            "num_threads": self.num_threads,
+            "seed": self.seed,
+        }
+
+    def fit(self, frame: pd.DataFrame, rewards: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:
+        rewards, sample_weight = validate_training_input(frame, rewards, sample_weight)
+        objective = self.objective
+        if objective == "auto":
+            objective = "cross_entropy" if rewards.min() >= 0.0 and rewards.max() <= 1.0 else "regression"
+        self.space_ = FeatureSpace.fit(frame)
+        matrix = self.space_.transform_frame(frame)
+        params = {
+            "objective": objective,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "seed": self.seed,
+            "deterministic": True,
+            "verbosity": -1,
+        }
+        if self.num_threads:
+            params["num_threads"] = self.num_threads
+        dataset = lgb.Dataset(
+            matrix,
+            label=rewards,
+            weight=sample_weight,
+            feature_name=[_safe_name(c) for c in self.space_.columns],
+            categorical_feature=self.space_.categorical_indices,
+            free_raw_data=True,
+        )
+        self.booster_ = lgb.train(params, dataset, num_boost_round=self.num_boost_round)
+        return self
+
+    def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        self._check_fitted()
+        return self.booster_.predict(self.space_.transform_frame(frame))
+
+    def predict_decision(self, context: Features, actions: Sequence[Action]) -> np.ndarray:
+        return self.booster_.predict(self.space_.transform_decision(context, actions), num_threads=1)
+
+    def _payload(self) -> bytes:
+        self._check_fitted()
+        return json.dumps(
+            {
+                "hyperparameters": self.hyperparameters(),
+                "space": self.space_.to_dict(),
+                "booster": self.booster_.model_to_string(),
+            }
+        ).encode()
+
+    @classmethod
+    def _from_payload(cls, payload: bytes) -> Self:
+        data = json.loads(payload)
+        oracle = cls(**data["hyperparameters"])
+        oracle.space_ = FeatureSpace.from_dict(data["space"])
+        oracle.booster_ = lgb.Booster(model_str=data["booster"])
+        return oracle
+
+
+def _safe_name(column: str) -> str:
+    # LightGBM rejects some JSON special characters in feature names.
+    return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in column)
