@@ -1,0 +1,2 @@
+"""The ledger: event records, the SQLAlchemy store and its migrations, the decision log, the generation
+registry."""

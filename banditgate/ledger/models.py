@@ -1,0 +1,127 @@
+"""SQLAlchemy 2 models: policies, their generations, decisions, rewards and the audit trail.
+
+The schema is owned by the Alembic migrations in ``migrations/``; these models must match them
+(``tests/ledger/test_migrations.py`` checks that autogenerate finds no difference).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from banditgate.ledger.types import JSONDocument, UTCDateTime, utcnow
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSONDocument,
+        list[Any]: JSONDocument,
+        datetime: UTCDateTime,
+    }
+
+
+class Policy(Base):
+    """A named decision policy: its exploration rule and oracle configuration, and which generation serves.
+
+    The policy's exploration rule and floor apply to every generation with a trained oracle (a generation
+    may refine the rule's parameters, e.g. its own SquareCB gamma, when it was trained for the same rule);
+    generation 0 has no oracle and is always uniform. ``revision`` increases on every change so serving
+    processes notice within seconds.
+    """
+
+    __tablename__ = "policies"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    exploration: Mapped[str] = mapped_column(String(32))
+    exploration_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    floor: Mapped[float] = mapped_column(Float, default=0.0)
+    oracle: Mapped[str] = mapped_column(String(32))
+    oracle_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    deployed_generation: Mapped[int] = mapped_column(Integer, default=0)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Generation(Base):
+    """One trained (or, for number 0, uniform) version of a policy and everything needed to audit it."""
+
+    __tablename__ = "generations"
+    __table_args__ = (UniqueConstraint("policy", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    policy: Mapped[str] = mapped_column(ForeignKey("policies.name"))
+    number: Mapped[int] = mapped_column(Integer)
+    parent: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # candidate | deployed | retired
+    training_window_start: Mapped[datetime | None] = mapped_column(nullable=True)
+    training_window_end: Mapped[datetime | None] = mapped_column(nullable=True)
+    row_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    oracle: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    oracle_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    exploration: Mapped[str] = mapped_column(String(32))
+    exploration_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    artifact_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ope_report: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    gate_report: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    promoted_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    promoted_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    promoted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Decision(Base):
+    """One logged decision: everything needed to replay the draw and to learn from it off-policy."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_policy_decided_at", "policy", "decided_at"),)
+
+    decision_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    policy: Mapped[str] = mapped_column(String(64))
+    generation: Mapped[int] = mapped_column(Integer)
+    context: Mapped[dict[str, Any]] = mapped_column()
+    actions: Mapped[list[Any]] = mapped_column()  # [{"id": ..., "features": {...}}, ...] in request order
+    probabilities: Mapped[list[Any]] = mapped_column()  # aligned with ``actions``
+    action_id: Mapped[str] = mapped_column(String(128))
+    propensity: Mapped[float] = mapped_column(Float)
+    exploration: Mapped[str] = mapped_column(String(32))
+    exploration_params: Mapped[dict[str, Any]] = mapped_column()
+    model_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    draw: Mapped[float] = mapped_column(Float)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    decided_at: Mapped[datetime] = mapped_column()
+    logged_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Reward(Base):
+    """One observed reward value. A different value for the same (decision, kind) is a new revision."""
+
+    __tablename__ = "rewards"
+    __table_args__ = (UniqueConstraint("decision_id", "kind", "revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.decision_id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float] = mapped_column(Float)
+    revision: Mapped[int] = mapped_column(Integer)
+    observed_at: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who changed what, when and why: policy configuration, promotions, rollbacks, overrides."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    policy: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
