@@ -24,7 +24,8 @@ def make_oracle(kind: str, params: dict[str, Any] | None = None) -> RewardOracle
     scikit-learn and River models are named by dotted path with their own parameters, e.g.
     ``{"estimator": "sklearn.ensemble.HistGradientBoostingRegressor", "estimator_params": {"max_iter": 50}}``.
 
-    >>> make_oracle("sklearn", {"estimator": "sklearn.linear_model.Ridge", "estimator_params": {"alpha": 2.0}}).estimator
+    >>> params = {"estimator": "sklearn.linear_model.Ridge", "estimator_params": {"alpha": 2.0}}
+    >>> make_oracle("sklearn", params).estimator
     Ridge(alpha=2.0)
     """
     try:
