@@ -7,6 +7,7 @@ Functions take a session and run inside the caller's transaction; writers call t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -79,7 +80,9 @@ def put_policy(session: Session, name: str, spec: PolicySpec, actor: str, reason
     created = policy is None
     if policy is None:
         policy = Policy(name=name, deployed_generation=0, revision=1, created_at=now)
+        _apply(policy, spec, now)
         session.add(policy)
+        session.flush()  # the generation's foreign key needs the policy row first
         session.add(
             Generation(
                 policy=name,
@@ -101,13 +104,7 @@ def put_policy(session: Session, name: str, spec: PolicySpec, actor: str, reason
     else:
         before = _config(policy)
         policy.revision += 1
-    policy.description = spec.description
-    policy.exploration = spec.exploration
-    policy.exploration_params = dict(spec.exploration_params)
-    policy.floor = spec.floor
-    policy.oracle = spec.oracle
-    policy.oracle_params = dict(spec.oracle_params)
-    policy.updated_at = now
+        _apply(policy, spec, now)
     session.add(
         AuditEvent(
             policy=name,
@@ -128,6 +125,16 @@ def ensure_policy(session: Session, name: str, spec: PolicySpec, actor: str) -> 
         return False
     put_policy(session, name, spec, actor=actor, reason="created at start-up from settings")
     return True
+
+
+def _apply(policy: Policy, spec: PolicySpec, now: datetime) -> None:
+    policy.description = spec.description
+    policy.exploration = spec.exploration
+    policy.exploration_params = dict(spec.exploration_params)
+    policy.floor = spec.floor
+    policy.oracle = spec.oracle
+    policy.oracle_params = dict(spec.oracle_params)
+    policy.updated_at = now
 
 
 def _config(policy: Policy) -> dict[str, Any]:

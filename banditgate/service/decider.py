@@ -1,0 +1,111 @@
+"""The in-process decision: score the candidates, explore, draw reproducibly, build the record to log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from banditgate.ledger.records import DecisionRecord
+from banditgate.ledger.registry import UnknownPolicy
+from banditgate.policies.actions import Action, Scalar
+from banditgate.policies.exploration import Uniform
+from banditgate.policies.sampling import choose, uniform_draw
+from banditgate.service.policy_cache import PolicyCache
+
+log = logging.getLogger(__name__)
+_FALLBACK = Uniform()
+
+
+class Decider:
+    """Makes decisions from the policies a :class:`PolicyCache` holds.
+
+    If a policy's oracle fails on a request, the decision falls back to uniform random (recorded as
+    ``exploration="uniform"`` with ``"fallback"`` in its parameters) rather than failing the payment.
+    """
+
+    def __init__(self, cache: PolicyCache, default_policy: str) -> None:
+        self.cache = cache
+        self.default_policy = default_policy
+        self.fallbacks = 0
+
+    def decide(
+        self,
+        context: Mapping[str, Scalar],
+        actions: Sequence[Mapping[str, Any]],
+        decision_id: str | None = None,
+        policy: str | None = None,
+    ) -> tuple[DecisionRecord, bool]:
+        """Decide for one transaction. Returns the record to log and whether the oracle's best was chosen.
+
+        ``actions`` are ``{"id": ..., "features": {...}}`` objects, already validated.
+        """
+        name = policy or self.default_policy
+        serving = self.cache.get(name)
+        if serving is None:
+            raise UnknownPolicy(name)
+        decision_id = decision_id or str(uuid.uuid4())
+        candidates = [Action(a["id"], a.get("features") or {}) for a in actions]
+        rule = serving.rule
+        params = rule.params()
+        scores = None
+        if serving.oracle is not None:
+            try:
+                scores = serving.oracle.predict_decision(context, candidates)
+                probabilities = rule.probabilities(scores)
+            except Exception as exc:
+                self.fallbacks += 1
+                log.warning(
+                    "policy %s gen %d: oracle failed (%s); falling back to uniform", name, serving.generation, exc
+                )
+                scores, rule = None, _FALLBACK
+                params = {**rule.params(), "fallback": f"{type(exc).__name__}: {exc}"[:200]}
+        if scores is None:
+            probabilities = rule.probabilities(np.zeros(len(candidates)))
+        draw = uniform_draw(decision_id, name, serving.generation)
+        index = choose(probabilities, draw)
+        exploited = scores is not None and bool(scores[index] >= scores.max())
+        probability_list = probabilities.tolist()
+        record = DecisionRecord(
+            decision_id=decision_id,
+            policy=name,
+            generation=serving.generation,
+            context=dict(context),
+            actions=[{"id": a["id"], "features": dict(a.get("features") or {})} for a in actions],
+            probabilities=probability_list,
+            action_id=candidates[index].id,
+            propensity=probability_list[index],
+            exploration=rule.name,
+            exploration_params=params,
+            model_sha256=serving.model_sha256,
+            draw=draw,
+            request_sha256=request_fingerprint(name, context, actions),
+            decided_at=now_ms(),
+        )
+        return record, exploited
+
+
+def request_fingerprint(policy: str, context: Mapping[str, Any], actions: Sequence[Mapping[str, Any]]) -> str:
+    """Hash of what was asked, to tell an idempotent retry from a different request reusing an id."""
+    canonical = json.dumps(
+        {"policy": policy, "context": context, "actions": actions}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def now_ms() -> datetime:
+    """Now, truncated to the millisecond the API reports, so a replayed response is byte-identical."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def format_timestamp(value: datetime) -> str:
+    """``2026-11-25T14:00:00.123Z``."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"

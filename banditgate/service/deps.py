@@ -1,0 +1,46 @@
+"""Dependencies injected into routes with ``Depends``."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+from fastapi import Depends, Header, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from banditgate.ledger.decision_log import DecisionLog
+from banditgate.service.decider import Decider
+from banditgate.service.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_decider(runtime: Runtime = Depends(get_runtime)) -> Decider:
+    return runtime.decider
+
+
+def get_decision_log(runtime: Runtime = Depends(get_runtime)) -> DecisionLog:
+    return runtime.decision_log
+
+
+def get_session(runtime: Runtime = Depends(get_runtime)) -> Iterator[Session]:
+    with runtime.sessions() as session:
+        yield session
+
+
+def require_admin(
+    runtime: Runtime = Depends(get_runtime),
+    x_api_key: str | None = Header(default=None, description="admin API key"),
+    x_actor: str | None = Header(default=None, max_length=128, description="who is making the change"),
+) -> str:
+    """Check the admin API key; return who is acting (``X-Actor``, or ``"api-key"``)."""
+    if x_api_key is None:
+        raise HTTPException(401, "admin endpoint: send the API key in the X-API-Key header")
+    expected = runtime.settings.api_key
+    if expected is None:
+        raise HTTPException(403, "admin endpoints are disabled: the server has no BANDITGATE_API_KEY")
+    if not secrets.compare_digest(x_api_key.encode(), expected.get_secret_value().encode()):
+        raise HTTPException(403, "wrong API key")
+    return x_actor or "api-key"

@@ -1,0 +1,137 @@
+"""Prometheus metrics, and the ASGI middleware that times requests and caps body sizes.
+
+With several workers (``banditgate serve --workers N``) each process keeps its own counters unless
+``PROMETHEUS_MULTIPROC_DIR`` is set, in which case ``/metrics`` aggregates all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: Distinct action labels kept per policy; action ids are client-supplied, so cap the label cardinality.
+MAX_ACTION_LABELS = 256
+
+HTTP_REQUESTS = Counter(
+    "banditgate_http_requests_total", "HTTP requests by route template and status", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "banditgate_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+DECISIONS = Counter(
+    "banditgate_decisions_total",
+    "Decisions logged, by policy, generation, chosen action and whether it was exploration "
+    "(not the oracle's best; every decision of an oracle-less generation 0 explores)",
+    ["policy", "generation", "action", "explored"],
+)
+DECISION_FALLBACKS = Counter(
+    "banditgate_decision_fallbacks_total", "Decisions that fell back to uniform because the oracle failed", ["policy"]
+)
+REWARDS = Counter("banditgate_rewards_total", "Rewards received, by kind and outcome", ["kind", "status"])
+
+_action_labels: dict[str, set[str]] = {}
+
+
+def action_label(policy: str, action_id: str) -> str:
+    seen = _action_labels.setdefault(policy, set())
+    if action_id in seen:
+        return action_id
+    if len(seen) < MAX_ACTION_LABELS:
+        seen.add(action_id)
+        return action_id
+    return "_other"
+
+
+def render_metrics() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every HTTP request by route template, and refuses bodies over ``max_body_bytes``.
+
+    A plain ASGI middleware (not ``BaseHTTPMiddleware``) so that it adds microseconds, not a task hop.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            status = 413
+            await _send_json(send, 413, {"message": f"request body over {self.max_body_bytes} bytes"})
+            self._observe(scope, status, start)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge(self.max_body_bytes)
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        finally:
+            self._observe(scope, status, start)
+
+    @staticmethod
+    def _observe(scope: Scope, status: int, start: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "")
+        HTTP_REQUESTS.labels(method, template, str(status)).inc()
+        HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - start)
+
+
+class _BodyTooLarge(HTTPException):
+    # An HTTPException so that FastAPI's body parsing lets it through instead of turning it into a 400.
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit} bytes")
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,108 @@
+"""What each serving process keeps in memory per policy: the deployed generation, its oracle, its rule.
+
+The cache is rebuilt from the registry whenever a policy's revision changes (promotion, rollback,
+configuration), polled every few seconds. A rebuild swaps one dict reference, so a request in flight
+keeps the policy it started with and never sees a half-loaded one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from banditgate.ledger.models import Generation, Policy
+from banditgate.ledger.registry import get_generation, list_policies, policy_revisions
+from banditgate.policies.exploration import ExplorationRule, Uniform, make_rule
+from banditgate.policies.oracles import RewardOracle, load_oracle, sha256_hex
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServingPolicy:
+    name: str
+    generation: int
+    rule: ExplorationRule
+    oracle: RewardOracle | None
+    model_sha256: str | None
+    revision: int
+
+
+class ArtifactError(RuntimeError):
+    """A generation's artifact is missing or does not match its recorded sha256."""
+
+
+def load_artifact(generation: Generation, artifact_dir: Path) -> RewardOracle:
+    path = Path(generation.artifact_path or "")
+    if not path.is_absolute():
+        path = artifact_dir / path
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"cannot read artifact of {generation.policy} gen {generation.number}: {exc}") from exc
+    digest = sha256_hex(data)
+    if digest != generation.artifact_sha256:
+        raise ArtifactError(
+            f"artifact {path} of {generation.policy} gen {generation.number} has sha256 {digest}, "
+            f"registry says {generation.artifact_sha256}: refusing to serve it"
+        )
+    return load_oracle(data)
+
+
+def serving_policy(policy: Policy, generation: Generation, artifact_dir: Path) -> ServingPolicy:
+    """Build the in-memory policy for the deployed generation (see :class:`~banditgate.ledger.models.Policy`)."""
+    if generation.oracle is None:
+        return ServingPolicy(policy.name, generation.number, Uniform(), None, None, policy.revision)
+    params = dict(policy.exploration_params)
+    if generation.exploration == policy.exploration:
+        params.update({k: v for k, v in generation.exploration_params.items() if k != "floor"})
+    rule = make_rule(policy.exploration, {**params, "floor": policy.floor})
+    oracle = load_artifact(generation, artifact_dir)
+    return ServingPolicy(policy.name, generation.number, rule, oracle, generation.artifact_sha256, policy.revision)
+
+
+class PolicyCache:
+    def __init__(self, sessions: sessionmaker[Session], artifact_dir: Path) -> None:
+        self._sessions = sessions
+        self._artifact_dir = artifact_dir
+        self._policies: dict[str, ServingPolicy] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> ServingPolicy | None:
+        return self._policies.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._policies)
+
+    def refresh(self) -> list[str]:
+        """Reload the policies whose revision changed; return their names.
+
+        A policy whose new generation cannot be loaded keeps serving what it served before, loudly.
+        """
+        with self._lock, self._sessions() as session:
+            revisions = policy_revisions(session)
+            stale = [n for n, r in revisions.items() if n not in self._policies or self._policies[n].revision != r]
+            if not stale and set(revisions) == set(self._policies):
+                return []
+            policies = {p.name: p for p in list_policies(session) if p.name in stale}
+            updated = {n: p for n, p in self._policies.items() if n in revisions}
+            reloaded = []
+            for name, policy in policies.items():
+                generation = get_generation(session, name, policy.deployed_generation)
+                try:
+                    if generation is None:
+                        raise ArtifactError(f"policy {name} deploys generation {policy.deployed_generation}, not found")
+                    updated[name] = serving_policy(policy, generation, self._artifact_dir)
+                except Exception:
+                    log.exception(
+                        "cannot load policy %s (revision %d); keeping the previous one", name, policy.revision
+                    )
+                    continue
+                reloaded.append(name)
+                log.info("serving policy %s generation %d (revision %d)", name, generation.number, policy.revision)
+            self._policies = updated
+            return reloaded

@@ -1,0 +1,104 @@
+"""``POST /v1/decisions`` and ``GET /v1/decisions/{decision_id}``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+
+from banditgate.ledger.decision_log import DecisionLog
+from banditgate.ledger.records import DecisionRecord
+from banditgate.ledger.registry import UnknownPolicy
+from banditgate.service import metrics
+from banditgate.service.decider import Decider, format_timestamp
+from banditgate.service.deps import get_decider, get_decision_log
+from banditgate.service.schemas import (
+    ActionOut,
+    DecisionDetail,
+    DecisionRequest,
+    DecisionResponse,
+    Identifier,
+    RewardOut,
+)
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+
+
+@router.post(
+    "",
+    response_model=DecisionResponse,
+    responses={409: {"description": "decision_id reused for a different request"}, 422: {}},
+)
+async def decide(
+    body: DecisionRequest,
+    decider: Decider = Depends(get_decider),
+    decision_log: DecisionLog = Depends(get_decision_log),
+) -> DecisionResponse:
+    """Choose an action for one transaction; the decision is durably logged before the response is sent.
+
+    The same ``decision_id`` again returns the identical response and writes nothing.
+    """
+    try:
+        record, exploited = decider.decide(
+            body.context, [a.model_dump() for a in body.actions], body.decision_id, body.policy
+        )
+    except UnknownPolicy as exc:
+        raise HTTPException(422, f"policy: {exc}") from None
+    stored = await decision_log.log_decision(record)
+    if stored is not record:
+        if stored.request_sha256 != record.request_sha256:
+            raise HTTPException(409, f"decision_id {record.decision_id!r} was already used for a different request")
+        return to_response(stored)
+    metrics.DECISIONS.labels(
+        record.policy,
+        str(record.generation),
+        metrics.action_label(record.policy, record.action_id),
+        "false" if exploited else "true",
+    ).inc()
+    if "fallback" in record.exploration_params:
+        metrics.DECISION_FALLBACKS.labels(record.policy).inc()
+    return to_response(record)
+
+
+@router.get("/{decision_id}", response_model=DecisionDetail, responses={404: {}})
+def get_decision(
+    decision_id: Identifier = Path(), decision_log: DecisionLog = Depends(get_decision_log)
+) -> DecisionDetail:
+    """A logged decision with its context, action set, full probability vector and every reward revision."""
+    record = decision_log.get_decision(decision_id)
+    if record is None:
+        raise HTTPException(404, f"unknown decision_id {decision_id!r}")
+    rewards = [
+        RewardOut(
+            decision_id=r.decision_id,
+            kind=r.kind,
+            reward=r.value,
+            revision=r.revision,
+            observed_at=r.observed_at,
+            received_at=r.received_at,
+        )
+        for r in decision_log.get_rewards(decision_id)
+    ]
+    return DecisionDetail(
+        **to_response(record).model_dump(),
+        context=record.context,
+        actions=[
+            ActionOut(id=a["id"], features=a["features"], probability=p)
+            for a, p in zip(record.actions, record.probabilities, strict=True)
+        ],
+        exploration_params=record.exploration_params,
+        draw=record.draw,
+        rewards=rewards,
+    )
+
+
+def to_response(record: DecisionRecord) -> DecisionResponse:
+    return DecisionResponse(
+        decision_id=record.decision_id,
+        action_id=record.action_id,
+        propensity=record.propensity,
+        probabilities={a["id"]: p for a, p in zip(record.actions, record.probabilities, strict=True)},
+        policy=record.policy,
+        generation=record.generation,
+        exploration=record.exploration,
+        model_sha256=record.model_sha256,
+        decided_at=format_timestamp(record.decided_at),
+    )

@@ -1,0 +1,34 @@
+"""``GET /healthz`` and ``GET /metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+
+from banditgate import __version__
+from banditgate.service.deps import get_runtime
+from banditgate.service.metrics import render_metrics
+from banditgate.service.runtime import Runtime
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz(runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
+    """200 when the ledger database answers and policies are loaded; 503 otherwise."""
+    database = runtime.database_ok()
+    policies = runtime.cache.names()
+    healthy = database and bool(policies)
+    body = {
+        "status": "ok" if healthy else "unavailable",
+        "database": "ok" if database else "unreachable",
+        "policies": policies,
+        "version": __version__,
+    }
+    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+@router.get("/metrics")
+def prometheus_metrics() -> Response:
+    payload, content_type = render_metrics()
+    return Response(payload, media_type=content_type)

@@ -1,0 +1,47 @@
+"""``POST /v1/rewards``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Response
+
+from banditgate.ledger.decision_log import DecisionLog, UnknownDecision
+from banditgate.ledger.records import RewardStatus
+from banditgate.ledger.types import utcnow
+from banditgate.service import metrics
+from banditgate.service.deps import get_decision_log
+from banditgate.service.schemas import RewardRequest, RewardResponse
+
+router = APIRouter(prefix="/v1/rewards", tags=["rewards"])
+
+
+@router.post(
+    "",
+    response_model=RewardResponse,
+    status_code=201,
+    responses={200: {"description": "duplicate: same value as the latest revision, nothing written"}, 404: {}},
+)
+async def post_reward(
+    body: RewardRequest, response: Response, decision_log: DecisionLog = Depends(get_decision_log)
+) -> RewardResponse:
+    """Record the outcome of a decision.
+
+    201 when recorded (``status`` ``recorded``, or ``revised`` when it changes the latest value: both
+    revisions are kept and the latest wins for training); 200 for a duplicate of the latest value.
+    """
+    try:
+        result = await decision_log.log_reward(body.decision_id, body.kind, body.reward, body.observed_at or utcnow())
+    except UnknownDecision as exc:
+        raise HTTPException(404, str(exc)) from None
+    if result.status is RewardStatus.DUPLICATE:
+        response.status_code = 200
+    metrics.REWARDS.labels(body.kind, result.status.value).inc()
+    reward = result.reward
+    return RewardResponse(
+        decision_id=reward.decision_id,
+        kind=reward.kind,
+        reward=reward.value,
+        revision=reward.revision,
+        observed_at=reward.observed_at,
+        received_at=reward.received_at,
+        status=result.status.value,
+    )

@@ -1,0 +1,89 @@
+"""All configuration in one place: ``BANDITGATE_*`` environment variables over an optional TOML file.
+
+The TOML file is named by ``BANDITGATE_CONFIG`` (or ``banditgate serve --config``). Environment variables
+win over the file. Nested values use ``__``: ``BANDITGATE_POLICIES__DEFAULT__FLOOR=0.02``.
+
+Example ``banditgate.toml``::
+
+    database_url = "postgresql://banditgate@localhost/banditgate"
+    api_key = "change-me"
+
+    [policies.default]
+    exploration = "squarecb"
+    exploration_params = { gamma = 200.0 }
+    floor = 0.01
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from banditgate.ledger.registry import PolicySpec
+
+CONFIG_ENV = "BANDITGATE_CONFIG"
+POLICY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class PolicySettings(BaseModel):
+    """A policy to create at start-up if the database does not have it yet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exploration: str = "squarecb"
+    exploration_params: dict[str, Any] = Field(default_factory=lambda: {"gamma": 100.0})
+    floor: float = Field(default=0.01, ge=0.0, le=1.0)
+    oracle: str = "lightgbm"
+    oracle_params: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+
+    def spec(self) -> PolicySpec:
+        return PolicySpec(**self.model_dump())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BANDITGATE_", env_nested_delimiter="__", extra="forbid")
+
+    database_url: str = Field(default="sqlite:///./banditgate.db", description="SQLAlchemy URL of the ledger")
+    kafka_bootstrap_servers: str | None = Field(default=None, description="unset = embedded transport")
+    api_key: SecretStr | None = Field(default=None, description="required by admin endpoints (X-API-Key)")
+    default_policy: str = Field(default="default", pattern=POLICY_NAME_PATTERN)
+    policies: dict[str, PolicySettings] = Field(
+        default_factory=lambda: {"default": PolicySettings(description="default payment-intervention policy")}
+    )
+    artifact_dir: Path = Field(default=Path("./artifacts"), description="where model artifacts are stored")
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    writer_max_batch: int = Field(default=512, ge=1, le=100_000)
+    policy_refresh_seconds: float = Field(default=2.0, gt=0.0, le=3600.0)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("policies")
+    @classmethod
+    def _policy_names(cls, value: dict[str, PolicySettings]) -> dict[str, PolicySettings]:
+        for name in value:
+            if not re.match(POLICY_NAME_PATTERN, name):
+                raise ValueError(f"invalid policy name {name!r}: letters, digits, '_', '.', '-', at most 64")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get(CONFIG_ENV)
+        if config:
+            if not Path(config).is_file():
+                raise ValueError(f"{CONFIG_ENV}={config!r}: no such file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
