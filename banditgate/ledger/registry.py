@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from banditgate.ledger.models import AuditEvent, Generation, Policy
 from banditgate.ledger.types import utcnow
 from banditgate.policies.exploration import make_rule
-from banditgate.policies.oracles import make_oracle
+from banditgate.policies.oracles import make_oracle, sha256_hex
 
 GENERATION_STATUSES = ("candidate", "deployed", "retired")
 
@@ -67,7 +68,7 @@ def get_generation(session: Session, policy: str, number: int) -> Generation | N
 
 def policy_revisions(session: Session) -> dict[str, int]:
     """Revision counter of every policy: serving processes poll this to notice changes."""
-    return dict(session.execute(select(Policy.name, Policy.revision)).tuples().all())
+    return {name: revision for name, revision in session.execute(select(Policy.name, Policy.revision))}
 
 
 def put_policy(session: Session, name: str, spec: PolicySpec, actor: str, reason: str = "") -> tuple[Policy, bool]:
@@ -117,6 +118,92 @@ def put_policy(session: Session, name: str, spec: PolicySpec, actor: str, reason
     )
     session.flush()
     return policy, created
+
+
+def store_artifact(artifact_dir: Path, policy: str, number: int, data: bytes) -> tuple[str, str]:
+    """Write a generation's oracle artifact; return its path relative to ``artifact_dir`` and its sha256.
+
+    Written to a temporary name and renamed, so a serving process never reads a half-written file.
+    """
+    relative = Path(policy) / f"generation-{number:05d}.oracle"
+    path = artifact_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+    return str(relative), sha256_hex(data)
+
+
+def register_generation(
+    session: Session,
+    policy: str,
+    *,
+    artifact_path: str,
+    artifact_sha256: str,
+    oracle: str,
+    oracle_params: dict[str, Any],
+    exploration: str,
+    exploration_params: dict[str, Any],
+    row_counts: dict[str, Any] | None = None,
+    training_window: tuple[datetime, datetime] | None = None,
+    parent: int | None = None,
+) -> Generation:
+    """Register the next generation of ``policy`` as a candidate (it serves nothing until deployed)."""
+    current = get_policy(session, policy)
+    last = session.scalar(select(func.max(Generation.number)).where(Generation.policy == policy))
+    generation = Generation(
+        policy=policy,
+        number=(last or 0) + 1,
+        parent=current.deployed_generation if parent is None else parent,
+        status="candidate",
+        training_window_start=training_window[0] if training_window else None,
+        training_window_end=training_window[1] if training_window else None,
+        row_counts=row_counts or {},
+        oracle=oracle,
+        oracle_params=oracle_params,
+        exploration=exploration,
+        exploration_params=exploration_params,
+        artifact_path=artifact_path,
+        artifact_sha256=artifact_sha256,
+        created_at=utcnow(),
+    )
+    session.add(generation)
+    session.flush()
+    return generation
+
+
+def deploy_generation(session: Session, policy: str, number: int, actor: str, reason: str) -> Generation:
+    """Make generation ``number`` the one that serves; the previously deployed one is retired.
+
+    Serving processes pick it up on their next refresh (the policy's revision changes).
+    """
+    current = get_policy(session, policy)
+    generation = get_generation(session, policy, number)
+    if generation is None:
+        raise LookupError(f"policy {policy!r} has no generation {number}")
+    now = utcnow()
+    previous = get_generation(session, policy, current.deployed_generation)
+    if previous is not None and previous.number != number:
+        previous.status = "retired"
+    generation.status = "deployed"
+    generation.promoted_by = actor
+    generation.promoted_reason = reason
+    generation.promoted_at = now
+    current.deployed_generation = number
+    current.revision += 1
+    current.updated_at = now
+    session.add(
+        AuditEvent(
+            policy=policy,
+            action="deploy",
+            actor=actor,
+            reason=reason,
+            details={"from": previous.number if previous else None, "to": number},
+            at=now,
+        )
+    )
+    session.flush()
+    return generation
 
 
 def ensure_policy(session: Session, name: str, spec: PolicySpec, actor: str) -> bool:

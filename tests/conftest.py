@@ -1,0 +1,62 @@
+"""Shared fixtures: a ledger database on SQLite and on PostgreSQL, and a live HTTP server on it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from banditgate.ledger.db import make_engine, make_sessionmaker
+from banditgate.ledger.migrate import upgrade
+from banditgate.service.settings import Settings
+from tests.support import postgres
+from tests.support.server import LiveServer
+
+API_KEY = "test-admin-key"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    reason = postgres.available()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {reason}")
+        pytest.skip(reason)
+    with postgres.postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, or a fresh database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return postgres.fresh_database(request.getfixturevalue("postgres_admin_url"))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, api_key=API_KEY, artifact_dir=tmp_path / "artifacts")
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[LiveServer]:
+    with LiveServer(settings) as live:
+        yield live
