@@ -13,7 +13,8 @@ class Softmax(ExplorationRule):
     """Probabilities proportional to ``exp(f(x, a) / temperature)``.
 
     Low temperatures approach greedy, high ones approach uniform. Oracle scores here are authorisation
-    probabilities in [0, 1], so useful temperatures are of the order of 0.01 to 0.1.
+    probabilities in [0, 1], so useful temperatures are of the order of 0.01 to 0.1. Without a floor, an
+    action far below the best can underflow to probability zero: serve softmax with a floor.
 
     Parameters
     ----------

@@ -14,16 +14,17 @@ from sklearn.linear_model import LogisticRegression
 
 from banditgate.policies.actions import Action, Features
 from banditgate.policies.oracles.base import RewardOracle, validate_training_input
-from banditgate.policies.oracles.features import FeatureSpace
+from banditgate.policies.oracles.features import ACTION_ID, FeatureSpace
 
 
 class SklearnOracle(RewardOracle):
     """Wraps any scikit-learn regressor, or binary classifier whose positive-class probability is the score.
 
     Columns are one-hot encoded for the estimator: each categorical column becomes one indicator per known
-    category (an unseen category is all zeros), and missing numbers become 0. Estimators that handle
-    missing values and ordinal codes natively (``HistGradientBoostingRegressor``) can take
-    ``encoding="ordinal"`` instead.
+    category (an unseen category is all zeros), missing numbers become 0, and every feature is also crossed
+    with the action's indicator, so that even a linear model can learn that the best action differs by
+    segment. Estimators that handle interactions, missing values and ordinal codes natively
+    (``HistGradientBoostingRegressor``) can take ``encoding="ordinal"`` instead.
 
     Parameters
     ----------
@@ -79,14 +80,23 @@ class SklearnOracle(RewardOracle):
     def _encode(self, matrix: np.ndarray) -> np.ndarray:
         if self.encoding == "ordinal":
             return matrix
-        blocks = []
+        blocks, action_block = [], None
         for j, column in enumerate(self.space_.columns):
             vocabulary = self.space_.categorical.get(column)
             if vocabulary is None:
                 blocks.append(np.nan_to_num(matrix[:, j : j + 1], nan=0.0))
             else:
-                blocks.append(matrix[:, j : j + 1] == np.arange(len(vocabulary))[None, :])
-        return np.hstack(blocks).astype(np.float64) if blocks else matrix
+                onehot = (matrix[:, j : j + 1] == np.arange(len(vocabulary))[None, :]).astype(np.float64)
+                if column == ACTION_ID:
+                    action_block = onehot
+                else:
+                    blocks.append(onehot)
+        base = np.hstack(blocks) if blocks else np.zeros((len(matrix), 0))
+        if action_block is None:
+            return base
+        # Cross every feature with the action so that a linear model can prefer different actions per segment.
+        crossed = (action_block[:, :, None] * base[:, None, :]).reshape(len(matrix), -1)
+        return np.hstack([action_block, base, crossed])
 
     def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         encoded = self._encode(matrix)

@@ -1,0 +1,211 @@
+"""Every oracle passes the same tests: fit, vectorised scoring of a decision, unseen categories, artifacts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import Ridge
+
+from banditgate.policies.actions import Action
+from banditgate.policies.oracles import (
+    ORACLES,
+    FeatureSpace,
+    LightGBMOracle,
+    RewardOracle,
+    RiverOracle,
+    SklearnOracle,
+    load_oracle,
+    make_oracle,
+    records_to_frame,
+    sha256_hex,
+)
+
+ACTIONS = [Action("route_a", {"fee_bps": 10}), Action("route_b", {"fee_bps": 14}), Action("3ds", {"fee_bps": 2})]
+
+
+def authorisation_probability(context: dict, action: Action) -> float:
+    """Route B wins in NL, 3-D Secure wins for large amounts elsewhere, route A otherwise."""
+    if context["issuer_country"] == "NL":
+        return 0.9 if action.id == "route_b" else 0.4
+    if context["amount_eur"] > 200:
+        return 0.85 if action.id == "3ds" else 0.3
+    return 0.8 if action.id == "route_a" else 0.45
+
+
+def logged_data(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, list[dict], list[Action]]:
+    rng = np.random.default_rng(seed)
+    contexts = [
+        {
+            "amount_eur": float(rng.lognormal(4, 1)),
+            "issuer_country": str(rng.choice(["NL", "DE", "FR"])),
+            "is_recurring": bool(rng.random() < 0.3),
+            "card_brand": None if rng.random() < 0.1 else str(rng.choice(["visa", "mastercard"])),
+        }
+        for _ in range(n)
+    ]
+    actions = [ACTIONS[i] for i in rng.integers(0, len(ACTIONS), n)]
+    rewards = np.array(
+        [float(rng.random() < authorisation_probability(c, a)) for c, a in zip(contexts, actions, strict=True)]
+    )
+    return records_to_frame(contexts, actions), rewards, contexts, actions
+
+
+def _oracles() -> list[RewardOracle]:
+    return [
+        LightGBMOracle(num_boost_round=60),
+        SklearnOracle(),
+        SklearnOracle(HistGradientBoostingRegressor(max_iter=60), encoding="ordinal"),
+        RiverOracle(),
+    ]
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, np.ndarray, list[dict], list[Action]]:
+    return logged_data(6000)
+
+
+@pytest.fixture(scope="module", params=_oracles(), ids=lambda o: f"{o.kind}-{getattr(o, 'encoding', '')}")
+def fitted(request: pytest.FixtureRequest, data) -> RewardOracle:
+    frame, rewards, _, _ = data
+    return request.param.fit(frame, rewards)
+
+
+def test_every_oracle_kind_is_covered() -> None:
+    assert {o.kind for o in _oracles()} == set(ORACLES)
+
+
+@pytest.mark.parametrize(
+    ("context", "best"),
+    [
+        ({"amount_eur": 50.0, "issuer_country": "NL", "is_recurring": False, "card_brand": "visa"}, "route_b"),
+        ({"amount_eur": 500.0, "issuer_country": "DE", "is_recurring": False, "card_brand": "visa"}, "3ds"),
+        ({"amount_eur": 30.0, "issuer_country": "FR", "is_recurring": True, "card_brand": "mastercard"}, "route_a"),
+    ],
+)
+def test_learns_that_the_best_action_differs_by_segment(fitted: RewardOracle, context: dict, best: str) -> None:
+    scores = fitted.predict_decision(context, ACTIONS)
+    assert scores.shape == (len(ACTIONS),)
+    assert ACTIONS[int(np.argmax(scores))].id == best, scores
+
+
+def test_decision_scoring_matches_frame_scoring(fitted: RewardOracle, data) -> None:
+    _, _, contexts, _ = data
+    context = contexts[0]
+    frame = records_to_frame([context] * len(ACTIONS), ACTIONS)
+    np.testing.assert_allclose(fitted.predict_decision(context, ACTIONS), fitted.predict_frame(frame), rtol=1e-9)
+
+
+def test_unseen_categories_missing_keys_and_wrong_types_still_score(fitted: RewardOracle) -> None:
+    context = {"issuer_country": "ZZ", "card_brand": 7, "amount_eur": "not-a-number", "new_field": "x"}
+    actions = [Action("never_seen_action", {"fee_bps": None, "other": "y"}), ACTIONS[0]]
+    scores = fitted.predict_decision(context, actions)
+    assert scores.shape == (2,)
+    assert np.all(np.isfinite(scores))
+
+
+def test_artifact_round_trip_gives_identical_scores(fitted: RewardOracle, data) -> None:
+    _, _, contexts, _ = data
+    artifact = fitted.to_bytes()
+    restored = load_oracle(artifact)
+    assert type(restored) is type(fitted)
+    assert sha256_hex(restored.to_bytes()) == sha256_hex(artifact) or fitted.kind != "lightgbm"
+    for context in contexts[:20]:
+        np.testing.assert_array_equal(
+            restored.predict_decision(context, ACTIONS), fitted.predict_decision(context, ACTIONS)
+        )
+
+
+def test_lightgbm_training_is_reproducible(data) -> None:
+    frame, rewards, _, _ = data
+    first = LightGBMOracle(num_boost_round=20).fit(frame, rewards).to_bytes()
+    second = LightGBMOracle(num_boost_round=20).fit(frame, rewards).to_bytes()
+    assert sha256_hex(first) == sha256_hex(second)
+
+
+def test_sample_weights_change_the_fit(data) -> None:
+    frame, rewards, _, _ = data
+    weights = np.where(frame["action_id"] == "3ds", 5.0, 1.0)
+    plain = LightGBMOracle(num_boost_round=20).fit(frame, rewards)
+    weighted = LightGBMOracle(num_boost_round=20).fit(frame, rewards, sample_weight=weights)
+    assert not np.allclose(plain.predict_frame(frame.head(50)), weighted.predict_frame(frame.head(50)))
+
+
+def test_river_keeps_learning_online(data) -> None:
+    frame, rewards, _, _ = data
+    oracle = RiverOracle().fit(frame.head(200), rewards[:200])
+    context = {"amount_eur": 50.0, "issuer_country": "NL", "is_recurring": False, "card_brand": "visa"}
+    before = oracle.predict_decision(context, ACTIONS)[1]
+    for _ in range(300):
+        oracle.learn_one(context, ACTIONS[1], 1.0)
+    assert oracle.predict_decision(context, ACTIONS)[1] > before
+
+
+def test_regressor_oracle_for_non_binary_rewards() -> None:
+    frame = records_to_frame([{"x": float(i)} for i in range(200)], [Action("a")] * 200)
+    rewards = np.arange(200, dtype=float) * 2.5
+    oracle = SklearnOracle(Ridge()).fit(frame, rewards)
+    assert oracle.predict_decision({"x": 100.0}, [Action("a")])[0] == pytest.approx(250.0, rel=0.01)
+    assert LightGBMOracle(num_boost_round=10).fit(frame, rewards).booster_.params["objective"] == "regression"
+
+
+@pytest.mark.parametrize("oracle", [SklearnOracle(), RiverOracle()], ids=["sklearn", "river"])
+def test_classifier_oracles_refuse_non_binary_rewards(oracle: RewardOracle) -> None:
+    frame = records_to_frame([{"x": 1.0}] * 3, [Action("a")] * 3)
+    with pytest.raises(ValueError, match="rewards in"):
+        oracle.fit(frame, np.array([0.0, 0.5, 1.0]))
+
+
+@pytest.mark.parametrize(
+    ("rewards", "weights", "message"),
+    [
+        (np.array([1.0, np.nan]), None, "finite"),
+        (np.array([1.0]), None, "shape"),
+        (np.array([1.0, 0.0]), np.array([1.0, -1.0]), "sample_weight"),
+    ],
+)
+def test_fit_validates_its_input(rewards: np.ndarray, weights, message: str) -> None:
+    frame = records_to_frame([{"x": 1.0}, {"x": 2.0}], [Action("a"), Action("b")])
+    with pytest.raises(ValueError, match=message):
+        LightGBMOracle().fit(frame, rewards, sample_weight=weights)
+
+
+def test_unfitted_oracle_says_so() -> None:
+    with pytest.raises(RuntimeError, match="not fitted"):
+        LightGBMOracle().to_bytes()
+
+
+def test_load_oracle_refuses_foreign_bytes() -> None:
+    with pytest.raises(ValueError, match="not a banditgate oracle"):
+        load_oracle(b"\x80\x04garbage")
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "message"),
+    [
+        ("xgboost", {}, "unknown oracle"),
+        ("lightgbm", {"trees": 5}, "bad parameters"),
+        ("sklearn", {"estimator": "os.system"}, "inside 'sklearn'"),
+        ("sklearn", {"estimator": "sklearn.linear_model.NoSuchModel"}, "cannot find"),
+        ("river", {"model": "river.linear_model.LogisticRegression", "model_params": {"nope": 1}}, "bad parameters"),
+    ],
+)
+def test_make_oracle_refuses_bad_configuration(kind: str, params: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_oracle(kind, params)
+
+
+def test_feature_space_encodes_booleans_nulls_and_categories() -> None:
+    frame = records_to_frame(
+        [{"amount": 1.5, "country": "NL", "recurring": True}, {"amount": None, "country": "DE", "recurring": False}],
+        [Action("a", {"fee": 1}), Action("b")],
+    )
+    space = FeatureSpace.fit(frame)
+    assert space.categorical == {"c:country": ["DE", "NL"], "action_id": ["a", "b"]}
+    assert set(space.numeric) == {"c:amount", "c:recurring", "a:fee"}
+    row = space.transform_decision({"amount": 2, "country": "FR", "recurring": True}, [Action("b")])[0]
+    encoded = dict(zip(space.columns, row, strict=True))
+    assert encoded["c:amount"] == 2.0 and encoded["c:recurring"] == 1.0 and encoded["action_id"] == 1.0
+    assert np.isnan(encoded["c:country"]) and np.isnan(encoded["a:fee"])
+    assert FeatureSpace.from_dict(space.to_dict()).columns == space.columns
