@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -110,7 +110,7 @@ def record_reward(session: Session, decision_id: str, kind: str, value: float, o
         kind=kind,
         value=value,
         revision=1 if latest is None else latest.revision + 1,
-        observed_at=observed_at,
+        observed_at=observed_at.astimezone(UTC),
         received_at=utcnow(),
     )
     session.add(row)

@@ -1,0 +1,47 @@
+"""GET /healthz and GET /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.server import LiveServer
+
+
+def samples(text: str, name: str) -> list:
+    return [s for family in text_string_to_metric_families(text) for s in family.samples if s.name == name]
+
+
+def test_healthz(server: LiveServer) -> None:
+    with server.client() as client:
+        response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok" and response.json()["policies"] == ["default"]
+
+
+def test_metrics_count_decisions_per_policy_generation_action_and_exploration(server: LiveServer) -> None:
+    body = {"context": {"x": 1}, "actions": [{"id": "metric_a"}, {"id": "metric_b"}]}
+    with server.client() as client:
+        before = client.get("/metrics").text
+        for _ in range(30):
+            client.post("/v1/decisions", json=body)
+        client.post("/v1/decisions", json={"context": {}, "actions": []})
+        after = client.get("/metrics").text
+
+    def decisions(text: str) -> float:
+        return sum(
+            s.value
+            for s in samples(text, "banditgate_decisions_total")
+            if s.labels["action"].startswith("metric_") and s.labels["generation"] == "0"
+        )
+
+    assert decisions(after) - decisions(before) == 30
+    explored = [s for s in samples(after, "banditgate_decisions_total") if s.labels["action"].startswith("metric_")]
+    assert {s.labels["explored"] for s in explored} == {"true"}  # generation 0 only explores
+    latency = samples(after, "banditgate_http_request_duration_seconds_count")
+    assert any(s.labels["route"] == "/v1/decisions" and s.value >= 31 for s in latency)
+    statuses = {
+        s.labels["status"]
+        for s in samples(after, "banditgate_http_requests_total")
+        if s.labels["route"] == "/v1/decisions"
+    }
+    assert {"200", "422"} <= statuses

@@ -1,0 +1,91 @@
+"""/v1/policies through a real uvicorn server: reads are open, changes need the API key."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from banditgate.service.settings import Settings
+from tests.conftest import API_KEY
+from tests.service.helpers import ACTIONS, deploy, train_oracle
+from tests.support.server import LiveServer
+
+ADMIN = {"X-API-Key": API_KEY, "X-Actor": "alice"}
+SOFTMAX = {"exploration": "softmax", "exploration_params": {"temperature": 0.05}, "floor": 0.05, "reason": "test"}
+
+
+def test_default_policy_exists_out_of_the_box(server: LiveServer) -> None:
+    with server.client() as client:
+        policies = client.get("/v1/policies").json()
+        detail = client.get("/v1/policies/default").json()
+    assert [p["name"] for p in policies] == ["default"]
+    assert detail["deployed_generation"] == 0
+    assert [(g["number"], g["status"], g["exploration"]) for g in detail["generations"]] == [(0, "deployed", "uniform")]
+
+
+def test_create_and_change_a_policy(server: LiveServer) -> None:
+    with server.client() as client:
+        created = client.put("/v1/policies/fraud.routing", json=SOFTMAX, headers=ADMIN)
+        changed = client.put("/v1/policies/fraud.routing", json={**SOFTMAX, "floor": 0.1}, headers=ADMIN)
+        decision = client.post(
+            "/v1/decisions", json={"context": {}, "actions": [{"id": "a"}], "policy": "fraud.routing"}
+        )
+    assert created.status_code == 201 and created.json()["revision"] == 1
+    assert changed.status_code == 200 and changed.json()["floor"] == 0.1 and changed.json()["revision"] == 2
+    assert decision.status_code == 200 and decision.json()["policy"] == "fraud.routing"
+
+
+def test_a_configuration_change_applies_to_the_next_decision(server: LiveServer) -> None:
+    deploy(server.runtime, "default", train_oracle())
+    body = {"context": {"amount_eur": 20.0, "issuer_country": "NL"}, "actions": ACTIONS}
+    with server.client() as client:
+        before = client.post("/v1/decisions", json=body).json()
+        client.put("/v1/policies/default", json={**SOFTMAX, "floor": 0.2}, headers=ADMIN)
+        after = client.post("/v1/decisions", json=body).json()
+    assert before["exploration"] == "squarecb" and after["exploration"] == "softmax"
+    assert min(after["probabilities"].values()) >= 0.2 - 1e-12
+    assert not np.allclose(list(before["probabilities"].values()), list(after["probabilities"].values()))
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        ({}, 401, "X-API-Key"),
+        ({"X-API-Key": "wrong"}, 403, "wrong API key"),
+    ],
+    ids=["missing-key", "wrong-key"],
+)
+def test_changes_need_the_api_key(server: LiveServer, headers: dict, status: int, message: str) -> None:
+    with server.client() as client:
+        response = client.put("/v1/policies/default", json=SOFTMAX, headers=headers)
+        unchanged = client.get("/v1/policies/default").json()
+    assert response.status_code == status and message in response.json()["message"]
+    assert unchanged["exploration"] == "squarecb"
+
+
+def test_admin_is_disabled_when_the_server_has_no_key(settings: Settings) -> None:
+    with LiveServer(settings.model_copy(update={"api_key": None})) as live, live.client() as client:
+        response = client.put("/v1/policies/default", json=SOFTMAX, headers={"X-API-Key": "anything"})
+    assert response.status_code == 403 and "BANDITGATE_API_KEY" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"exploration": "thompson"}, "unknown exploration rule"),
+        ({"exploration": "softmax", "exploration_params": {"temperature": -1}}, "temperature"),
+        ({"oracle": "xgboost"}, "unknown oracle"),
+        ({"floor": 1.5}, "floor"),
+        ({"exploration_params": {"floor": 0.1}}, "'floor' field"),
+    ],
+)
+def test_bad_configuration_is_refused(server: LiveServer, body: dict, message: str) -> None:
+    with server.client() as client:
+        response = client.put("/v1/policies/default", json=body, headers=ADMIN)
+    assert response.status_code == 422 and message in response.json()["message"]
+
+
+def test_unknown_policy_is_404(server: LiveServer) -> None:
+    with server.client() as client:
+        response = client.get("/v1/policies/nope")
+    assert response.status_code == 404 and "nope" in response.json()["message"]
