@@ -229,3 +229,7 @@ def policies_set(
         typer.secho("policies set needs the admin API key (--api-key or BANDITGATE_API_KEY)", fg="red", err=True)
         raise typer.Exit(2)
     _print(_request("PUT", url, f"/v1/policies/{name}", api_key=api_key, actor=actor, json=body))
+
+
+if __name__ == "__main__":
+    app()
