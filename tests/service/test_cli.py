@@ -1,0 +1,81 @@
+"""The ``banditgate`` command line, against a live server where it talks HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from banditgate.service.cli import app
+from tests.conftest import API_KEY
+from tests.support.server import LiveServer
+
+runner = CliRunner()
+DECISION = {"decision_id": "cli-1", "context": {"amount_eur": 5.0}, "actions": [{"id": "a"}, {"id": "b"}]}
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["serve"], ["decide"], ["reward"], ["policies"], ["policies", "set"], ["db", "upgrade"]]
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "banditgate.service.cli", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith("banditgate ")
+
+
+def test_decide_and_reward_round_trip(server: LiveServer, tmp_path: Path) -> None:
+    document = tmp_path / "decision.json"
+    document.write_text(json.dumps(DECISION))
+    decided = runner.invoke(app, ["decide", str(document), "--url", server.url])
+    assert decided.exit_code == 0, decided.output
+    assert json.loads(decided.stdout)["decision_id"] == "cli-1"
+    rewarded = runner.invoke(app, ["reward", "-", "--url", server.url], input='{"decision_id": "cli-1", "reward": 1}')
+    assert rewarded.exit_code == 0, rewarded.output
+    assert json.loads(rewarded.stdout)["status"] == "recorded"
+
+
+def test_errors_exit_non_zero_with_the_servers_message(server: LiveServer) -> None:
+    refused = runner.invoke(app, ["reward", "-", "--url", server.url], input='{"decision_id": "ghost", "reward": 1}')
+    assert refused.exit_code == 1 and "404" in refused.output and "ghost" in refused.output
+    malformed = runner.invoke(app, ["decide", "-", "--url", server.url], input="{not json")
+    assert malformed.exit_code == 2 and "not valid JSON" in malformed.output
+    unreachable = runner.invoke(app, ["decide", "-", "--url", "http://127.0.0.1:9"], input=json.dumps(DECISION))
+    assert unreachable.exit_code == 3 and "cannot reach" in unreachable.output
+
+
+def test_policies_list_show_and_set(server: LiveServer) -> None:
+    options = ["--exploration", "epsilon_greedy", "--param", "epsilon=0.2", "--floor", "0.02", "--reason", "new"]
+    changed = runner.invoke(
+        app, ["policies", "set", "retry", *options, "--actor", "alice", "--url", server.url, "--api-key", API_KEY]
+    )
+    assert changed.exit_code == 0, changed.output
+    assert json.loads(changed.stdout)["exploration_params"] == {"epsilon": 0.2}
+    listed = runner.invoke(app, ["policies", "list", "--url", server.url])
+    assert listed.exit_code == 0 and "retry" in listed.stdout and "epsilon_greedy" in listed.stdout
+    shown = runner.invoke(app, ["policies", "show", "retry", "--url", server.url])
+    assert json.loads(shown.stdout)["generations"][0]["status"] == "deployed"
+    no_key = runner.invoke(app, ["policies", "set", "retry", "--url", server.url], env={"BANDITGATE_API_KEY": ""})
+    assert no_key.exit_code != 0
+
+
+def test_db_upgrade(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    result = runner.invoke(app, ["db", "upgrade"], env={"BANDITGATE_DATABASE_URL": url})
+    assert result.exit_code == 0 and "schema up to date" in result.output
+    assert (tmp_path / "fresh.db").exists()
+
+
+def test_invalid_settings_are_reported(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["db", "upgrade"], env={"BANDITGATE_SQLITE_SYNCHRONOUS": "SOMETIMES"})
+    assert result.exit_code == 2 and "sqlite_synchronous" in result.output

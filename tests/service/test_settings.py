@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from banditgate.service.settings import Settings
+
+
+def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BANDITGATE_CONFIG", raising=False)
+    settings = Settings()
+    assert settings.database_url == "sqlite:///./banditgate.db"
+    assert settings.kafka_bootstrap_servers is None and settings.api_key is None
+    assert settings.policies["default"].exploration == "squarecb"
+
+
+def test_environment_wins_over_the_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "banditgate.toml"
+    config.write_text(
+        'database_url = "sqlite:///from-file.db"\napi_key = "file-key"\n'
+        '[policies.retry]\nexploration = "softmax"\nexploration_params = { temperature = 0.1 }\nfloor = 0.05\n'
+    )
+    monkeypatch.setenv("BANDITGATE_CONFIG", str(config))
+    monkeypatch.setenv("BANDITGATE_API_KEY", "env-key")
+    settings = Settings()
+    assert settings.database_url == "sqlite:///from-file.db"
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "env-key"
+    assert settings.policies["retry"].floor == 0.05 and settings.policies["retry"].exploration == "softmax"
+
+
+def test_missing_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANDITGATE_CONFIG", "/nonexistent/banditgate.toml")
+    with pytest.raises(ValueError, match="no such file"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("policy_refresh_seconds", 0), ("policies", {"bad name!": {}}), ("unknown_setting", 1)],
+)
+def test_bad_settings_are_refused(field: str, value: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BANDITGATE_CONFIG", raising=False)
+    with pytest.raises(ValidationError, match=field.split("_")[0]):
+        Settings(**{field: value})
