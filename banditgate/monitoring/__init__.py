@@ -1,0 +1,1 @@
+"""Evidence sufficiency, proxy indicators and the deployment gate (see the sufficiency issue)."""

@@ -1,0 +1,1 @@
+"""Retraining, off-policy evaluation reports and scheduling (see the generations issue)."""

@@ -1,0 +1,1 @@
+"""Synthetic payment traffic with delayed labels and drift scenarios (see the generations issue)."""
