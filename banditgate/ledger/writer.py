@@ -133,7 +133,13 @@ class BatchingWriter:
                     _fail(jobs, exc)
                     return
             except Exception as exc:
-                log.exception("decision batch failed")
+                if len(jobs) > 1:
+                    # One row the database refuses must not fail the others of its batch: write them one by one.
+                    log.warning("decision batch of %d failed (%s); writing its rows one by one", len(jobs), exc)
+                    for job in jobs:
+                        self._commit_decisions([job])
+                    return
+                log.exception("decision %s could not be logged", jobs[0].record.decision_id)
                 _fail(jobs, exc)
                 return
             else:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -17,6 +19,7 @@ from banditgate.ledger.writer import WriterStopped
 from banditgate.service.metrics import RequestMetricsMiddleware
 from banditgate.service.routes import decisions, health, policies, rewards
 from banditgate.service.runtime import Runtime
+from banditgate.service.schemas import error_responses
 from banditgate.service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Contextual-bandit decisions for payment processing, with logged propensities.",
         lifespan=lifespan,
+        responses=error_responses(413, 422, 503),
     )
     app.add_middleware(RequestMetricsMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -49,7 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def _error(status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> Response:
+    # ASCII-escaped JSON: a message may quote client input, and that must never fail to encode.
+    body = json.dumps({"message": message, "detail": detail}, ensure_ascii=True, default=str)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
     """422 with one readable line plus the structured errors (never echoing the input: it may hold NaN)."""
     assert isinstance(exc, RequestValidationError)
     details = []
@@ -60,18 +70,19 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
             message = "the body must be a JSON object, sent with Content-Type: application/json"
         details.append({"loc": loc, "msg": message, "type": error.get("type", "value_error")})
     summary = "; ".join(f"{'.'.join(d['loc']) or 'body'}: {d['msg']}" for d in details)
-    return JSONResponse({"message": summary or "invalid request", "detail": details}, status_code=422)
+    return _error(422, summary or "invalid request", details)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse(
-        {"message": str(exc.detail), "detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-    )
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI could not even parse the body (invalid UTF-8, a number too long to convert, nesting too deep).
+        cause = exc.__cause__
+        reason = "nested too deeply" if isinstance(cause, RecursionError) else str(cause)[:200]
+        return _error(422, f"body: not a JSON document that can be read ({type(cause).__name__}: {reason})")
+    return _error(exc.status_code, str(exc.detail), exc.detail, headers=exc.headers)
 
 
-async def _ledger_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _ledger_unavailable(request: Request, exc: Exception) -> Response:
     log.error("ledger unavailable on %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(
-        {"message": "the decision log is unavailable; nothing was recorded, retry later"}, status_code=503
-    )
+    return _error(503, "the decision log is unavailable; nothing was recorded, retry later")

@@ -6,10 +6,11 @@ Every constraint here produces a 422 whose message names the field and the probl
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -27,11 +28,27 @@ MAX_FEATURES = 256
 MAX_STRING = 256
 MAX_ABS_INT = 2**63 - 1
 
+
+def _check_text(value: str) -> str:
+    # PostgreSQL cannot store NUL in text, and a lone surrogate cannot be encoded as UTF-8 at all: refuse both
+    # here, naming the field, rather than failing in the database.
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL (\\u0000) characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_check_text)]
+
 #: Identifiers: visible ASCII, no spaces (UUIDs, transaction references, "route_a", "3ds:force").
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
-FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+FeatureName = Annotated[Text, StringConstraints(min_length=1, max_length=64)]
 PolicyName = Annotated[str, StringConstraints(pattern=POLICY_NAME_PATTERN)]
 RewardKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+MAX_PARAMETER_DEPTH = 4
 
 
 def _check_scalar(value: Any) -> Any:
@@ -49,8 +66,29 @@ def _check_scalar(value: Any) -> Any:
     if isinstance(value, str):
         if len(value) > MAX_STRING:
             raise ValueError(f"string longer than {MAX_STRING} characters")
-        return value
+        return _check_text(value)
     raise ValueError("must be a number, string, boolean or null (nested objects and arrays are not allowed)")
+
+
+def _check_parameters(value: Any, path: str = "", depth: int = 0) -> Any:
+    """Parameters of a rule or oracle: JSON that every backend can store (finite numbers, clean text)."""
+    if depth > MAX_PARAMETER_DEPTH:
+        raise ValueError(f"{path}: nested deeper than {MAX_PARAMETER_DEPTH} levels")
+    if isinstance(value, dict):
+        return {_check_text(k): _check_parameters(v, f"{path}.{k}".lstrip("."), depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_check_parameters(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    try:
+        return _check_scalar(value)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+Parameters = Annotated[
+    dict[str, Any],
+    AfterValidator(_check_parameters),
+    Field(max_length=MAX_FEATURES, description="JSON object: finite numbers, strings, booleans, null, nesting"),
+]
 
 
 Scalar = Annotated[
@@ -116,6 +154,16 @@ class RewardRequest(StrictModel):
     observed_at: AwareDatetime | None = Field(default=None, description="when the outcome happened (default: now)")
     kind: RewardKind = "authorisation"
 
+    @field_validator("observed_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("timestamp out of range once converted to UTC") from None
+
     @field_validator("reward", mode="before")
     @classmethod
     def _reject_bool(cls, value: Any) -> Any:
@@ -154,13 +202,20 @@ class DecisionDetail(DecisionResponse):
 
 
 class PolicyIn(StrictModel):
-    exploration: str = "squarecb"
-    exploration_params: dict[str, Any] = Field(default_factory=dict)
+    exploration: Annotated[Text, StringConstraints(max_length=32)] = "squarecb"
+    exploration_params: Parameters = Field(default_factory=dict)
     floor: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.01
-    oracle: str = "lightgbm"
-    oracle_params: dict[str, Any] = Field(default_factory=dict)
-    description: Annotated[str, StringConstraints(max_length=2000)] = ""
-    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+    oracle: Annotated[Text, StringConstraints(max_length=32)] = "lightgbm"
+    oracle_params: Parameters = Field(default_factory=dict)
+    description: Annotated[Text, StringConstraints(max_length=2000)] = ""
+    reason: Annotated[Text, StringConstraints(max_length=2000)] = ""
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx: ``message`` is one readable line naming the field and the problem."""
+
+    message: str
+    detail: Any = None
 
 
 class GenerationOut(BaseModel):
@@ -201,3 +256,17 @@ class PolicyOut(BaseModel):
 
 class PolicyDetail(PolicyOut):
     generations: list[GenerationOut]
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can return, all with the :class:`ErrorResponse` body."""
+    descriptions = {
+        401: "admin endpoint called without an API key",
+        403: "wrong API key, or admin endpoints disabled",
+        404: "not found",
+        409: "conflict with what is already logged",
+        413: "request body too large",
+        422: "invalid request: the message names the field and the problem",
+        503: "the ledger database is unavailable: nothing was recorded",
+    }
+    return {code: {"model": ErrorResponse, "description": descriptions[code]} for code in codes}

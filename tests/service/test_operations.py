@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import API_KEY
 from tests.support.server import LiveServer
 
 
@@ -19,8 +22,11 @@ def test_healthz(server: LiveServer) -> None:
 
 
 def test_metrics_count_decisions_per_policy_generation_action_and_exploration(server: LiveServer) -> None:
-    body = {"context": {"x": 1}, "actions": [{"id": "metric_a"}, {"id": "metric_b"}]}
+    # Metrics are process-wide and other tests decide too: count on a policy of this test's own.
+    policy = f"metrics-{uuid.uuid4().hex[:8]}"
+    body = {"context": {"x": 1}, "actions": [{"id": "metric_a"}, {"id": "metric_b"}], "policy": policy}
     with server.client() as client:
+        client.put(f"/v1/policies/{policy}", json={}, headers={"X-API-Key": API_KEY}).raise_for_status()
         before = client.get("/metrics").text
         for _ in range(30):
             client.post("/v1/decisions", json=body)
@@ -31,11 +37,12 @@ def test_metrics_count_decisions_per_policy_generation_action_and_exploration(se
         return sum(
             s.value
             for s in samples(text, "banditgate_decisions_total")
-            if s.labels["action"].startswith("metric_") and s.labels["generation"] == "0"
+            if s.labels["policy"] == policy and s.labels["generation"] == "0"
         )
 
     assert decisions(after) - decisions(before) == 30
-    explored = [s for s in samples(after, "banditgate_decisions_total") if s.labels["action"].startswith("metric_")]
+    explored = [s for s in samples(after, "banditgate_decisions_total") if s.labels["policy"] == policy]
+    assert {s.labels["action"] for s in explored} == {"metric_a", "metric_b"}
     assert {s.labels["explored"] for s in explored} == {"true"}  # generation 0 only explores
     latency = samples(after, "banditgate_http_request_duration_seconds_count")
     assert any(s.labels["route"] == "/v1/decisions" and s.value >= 31 for s in latency)

@@ -28,9 +28,7 @@ class ExplorationRule(ABC):
     greedy: ClassVar[bool] = False
 
     def __init__(self, floor: float = 0.0) -> None:
-        if not 0.0 <= floor <= 1.0:
-            raise ValueError(f"floor must be in [0, 1], got {floor!r}")
-        self.floor = float(floor)
+        self.floor = number_parameter("floor", floor, low=0.0, high=1.0)
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
         """Probability of each action, in the order of ``scores`` (higher score = better action)."""
@@ -58,6 +56,23 @@ class ExplorationRule(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+def number_parameter(name: str, value: object, low: float | None = None, high: float | None = None) -> float:
+    """``value`` as a finite float within [low, high], or a ValueError that names the parameter."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a number, got {_short(value)}") from None
+    if not np.isfinite(number) or (low is not None and number < low) or (high is not None and number > high):
+        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise ValueError(f"{name} must be a finite number in {bounds}, got {_short(value)}")
+    return number
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def best_actions_mask(scores: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from banditgate.policies.exploration.base import ExplorationRule, greedy_distribution
+from banditgate.policies.exploration.base import ExplorationRule, greedy_distribution, number_parameter
 
 
 class EpsilonGreedy(ExplorationRule):
@@ -36,9 +36,7 @@ class EpsilonGreedy(ExplorationRule):
 
     def __init__(self, epsilon: float = 0.1, floor: float = 0.0) -> None:
         super().__init__(floor=floor)
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
-        self.epsilon = float(epsilon)
+        self.epsilon = number_parameter("epsilon", epsilon, low=0.0, high=1.0)
 
     def _raw_probabilities(self, scores: np.ndarray) -> np.ndarray:
         k = scores.size

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from banditgate.policies.exploration.base import ExplorationRule
+from banditgate.policies.exploration.base import ExplorationRule, number_parameter
 
 
 class Softmax(ExplorationRule):
@@ -38,9 +38,9 @@ class Softmax(ExplorationRule):
 
     def __init__(self, temperature: float = 0.05, floor: float = 0.0) -> None:
         super().__init__(floor=floor)
-        if not temperature > 0.0 or not np.isfinite(temperature):
-            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-        self.temperature = float(temperature)
+        self.temperature = number_parameter("temperature", temperature, low=0.0)
+        if self.temperature == 0.0:
+            raise ValueError("temperature must be strictly positive, got 0")
 
     def _raw_probabilities(self, scores: np.ndarray) -> np.ndarray:
         # Subtracting the max keeps exp() from overflowing; it does not change the distribution.

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from banditgate.policies.exploration.base import ExplorationRule, best_actions_mask
+from banditgate.policies.exploration.base import ExplorationRule, best_actions_mask, number_parameter
 
 
 class SquareCB(ExplorationRule):
@@ -41,9 +41,7 @@ class SquareCB(ExplorationRule):
 
     def __init__(self, gamma: float = 100.0, floor: float = 0.0) -> None:
         super().__init__(floor=floor)
-        if not gamma >= 0.0 or not np.isfinite(gamma):
-            raise ValueError(f"gamma must be a non-negative finite number, got {gamma!r}")
-        self.gamma = float(gamma)
+        self.gamma = number_parameter("gamma", gamma, low=0.0)
 
     def _raw_probabilities(self, scores: np.ndarray) -> np.ndarray:
         k = scores.size

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, HTTPException, Path
 
 from banditgate.ledger.decision_log import DecisionLog
@@ -17,6 +19,7 @@ from banditgate.service.schemas import (
     DecisionResponse,
     Identifier,
     RewardOut,
+    error_responses,
 )
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
@@ -25,7 +28,7 @@ router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 @router.post(
     "",
     response_model=DecisionResponse,
-    responses={409: {"description": "decision_id reused for a different request"}, 422: {}},
+    responses=error_responses(409, 422),
 )
 async def decide(
     body: DecisionRequest,
@@ -58,9 +61,9 @@ async def decide(
     return to_response(record)
 
 
-@router.get("/{decision_id}", response_model=DecisionDetail, responses={404: {}})
+@router.get("/{decision_id:path}", response_model=DecisionDetail, responses=error_responses(404, 422))
 def get_decision(
-    decision_id: Identifier = Path(), decision_log: DecisionLog = Depends(get_decision_log)
+    decision_id: Annotated[Identifier, Path()], decision_log: DecisionLog = Depends(get_decision_log)
 ) -> DecisionDetail:
     """A logged decision with its context, action set, full probability vector and every reward revision."""
     record = decision_log.get_decision(decision_id)

@@ -13,7 +13,7 @@ from banditgate.service.runtime import Runtime
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses={503: {"description": "database unreachable or no policy loaded"}})
 def healthz(runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
     """200 when the ledger database answers and policies are loaded; 503 otherwise."""
     database = runtime.database_ok()

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from sqlalchemy.orm import Session
 
 from banditgate.ledger import registry
 from banditgate.service.deps import get_runtime, get_session, require_admin
 from banditgate.service.runtime import Runtime
-from banditgate.service.schemas import GenerationOut, PolicyDetail, PolicyIn, PolicyName, PolicyOut
+from banditgate.service.schemas import (
+    GenerationOut,
+    PolicyDetail,
+    PolicyIn,
+    PolicyName,
+    PolicyOut,
+    error_responses,
+)
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
@@ -18,8 +27,8 @@ def list_policies(session: Session = Depends(get_session)) -> list[PolicyOut]:
     return [PolicyOut.model_validate(p) for p in registry.list_policies(session)]
 
 
-@router.get("/{name}", response_model=PolicyDetail, responses={404: {}})
-def get_policy(name: PolicyName = Path(), session: Session = Depends(get_session)) -> PolicyDetail:
+@router.get("/{name}", response_model=PolicyDetail, responses=error_responses(404, 422))
+def get_policy(name: Annotated[PolicyName, Path()], session: Session = Depends(get_session)) -> PolicyDetail:
     """A policy's configuration and all its generations."""
     try:
         policy = registry.get_policy(session, name)
@@ -32,12 +41,12 @@ def get_policy(name: PolicyName = Path(), session: Session = Depends(get_session
 @router.put(
     "/{name}",
     response_model=PolicyOut,
-    responses={200: {"description": "changed"}, 201: {"description": "created"}, 401: {}, 403: {}, 422: {}},
+    responses={200: {"description": "changed"}, 201: {"description": "created"}, **error_responses(401, 403, 422)},
 )
 async def put_policy(
     body: PolicyIn,
     response: Response,
-    name: PolicyName = Path(),
+    name: Annotated[PolicyName, Path()],
     actor: str = Depends(require_admin),
     runtime: Runtime = Depends(get_runtime),
 ) -> PolicyOut:

@@ -9,7 +9,7 @@ from banditgate.ledger.records import RewardStatus
 from banditgate.ledger.types import utcnow
 from banditgate.service import metrics
 from banditgate.service.deps import get_decision_log
-from banditgate.service.schemas import RewardRequest, RewardResponse
+from banditgate.service.schemas import RewardRequest, RewardResponse, error_responses
 
 router = APIRouter(prefix="/v1/rewards", tags=["rewards"])
 
@@ -18,7 +18,10 @@ router = APIRouter(prefix="/v1/rewards", tags=["rewards"])
     "",
     response_model=RewardResponse,
     status_code=201,
-    responses={200: {"description": "duplicate: same value as the latest revision, nothing written"}, 404: {}},
+    responses={
+        200: {"description": "duplicate: same value as the latest revision, nothing written"},
+        **error_responses(404, 422),
+    },
 )
 async def post_reward(
     body: RewardRequest, response: Response, decision_log: DecisionLog = Depends(get_decision_log)
