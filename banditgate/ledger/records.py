@@ -5,7 +5,7 @@ Plain frozen dataclasses, free of SQLAlchemy, so the Kafka transport can seriali
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -35,12 +35,16 @@ class DecisionRecord:
     decided_at: datetime
 
     def as_row(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose (dataclasses.asdict deep-copies every context): this runs once per logged decision.
+        return {name: getattr(self, name) for name in _DECISION_FIELDS}
 
     @classmethod
     def from_row(cls, row: Any) -> DecisionRecord:
         """From an ORM object (or anything with the same attributes)."""
         return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+_DECISION_FIELDS = tuple(f.name for f in fields(DecisionRecord))
 
 
 class RewardStatus(StrEnum):

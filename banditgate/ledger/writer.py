@@ -1,23 +1,24 @@
-"""One batching writer thread per process: group commit for decisions, serialised writes for the rest.
+"""One batching writer per process: group commit for decisions, short serialised transactions for the rest.
 
-Async request handlers hand their rows to the writer and await the commit. Under load the writer takes
-everything queued since its last commit into one transaction, so one fsync serves many decisions: the
-response still waits for its own row to be durable, and SQLite never sees two writers from one process
-contending for its lock.
+Async request handlers hand their rows to the writer and await the commit. The writer runs on the event
+loop itself: everything queued while the loop handled one round of ready sockets is committed in one
+transaction right after, so one fsync serves many decisions and each response still waits for its own row
+to be durable. Running on the loop, rather than on a thread, matters: a writer thread has to win the GIL
+back from a busy loop after every database call, which measured three times slower under load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Engine, Executable, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,13 +34,13 @@ _RETRIES = 3
 @dataclass(slots=True)
 class _DecisionJob:
     record: DecisionRecord
-    future: Future[DecisionRecord]
+    future: asyncio.Future[DecisionRecord]
 
 
 @dataclass(slots=True)
 class _CallJob:
     fn: Callable[[Session], Any]
-    future: Future[Any]
+    future: asyncio.Future[Any] | Future[Any]
 
 
 class WriterStopped(RuntimeError):
@@ -55,71 +56,95 @@ class BatchingWriter:
         Session factory of the ledger database.
     max_batch
         Most decisions committed in one transaction.
+    commit_interval
+        Least time between two commits, in seconds (like PostgreSQL's ``commit_delay``): under load, the
+        decisions arriving meanwhile share the next commit instead of each paying a commit of its own. An
+        idle writer commits at once.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], max_batch: int = 512) -> None:
+    def __init__(self, sessions: sessionmaker[Session], max_batch: int = 512, commit_interval: float = 0.001) -> None:
         self._sessions = sessions
+        self._engine: Engine = sessions.kw["bind"]
+        self._insert = _insert_ignoring_duplicates(self._engine)
         self._max_batch = max_batch
-        self._queue: queue.Queue[_DecisionJob | _CallJob | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._commit_interval = commit_interval
+        self._last_flush = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._decisions: list[_DecisionJob] = []
+        self._calls: list[_CallJob] = []
+        self._scheduled = False
         self.batches_committed = 0
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="banditgate-writer", daemon=True)
-            self._thread.start()
+        """Attach to the running event loop; call from inside it."""
+        self._loop = asyncio.get_running_loop()
 
-    def stop(self) -> None:
-        """Write everything already queued, then stop."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+    async def stop(self) -> None:
+        """Write everything already queued, then refuse new work."""
+        if self._loop is not None:
+            while self._decisions or self._calls:
+                self._flush()
+            self._loop = None
 
     async def write_decision(self, record: DecisionRecord) -> DecisionRecord:
         """Make ``record`` durable; if its ``decision_id`` was logged before, return the stored record."""
-        future: Future[DecisionRecord] = Future()
-        self._submit(_DecisionJob(record, future))
-        return await asyncio.wrap_future(future)
+        loop = self._running_loop()
+        job = _DecisionJob(record, loop.create_future())
+        self._decisions.append(job)
+        self._schedule()
+        return await job.future
 
     async def call(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn(session)`` in its own transaction on the writer thread; commit if it returns."""
-        return await asyncio.wrap_future(self.submit(fn))
+        """Run ``fn(session)`` in its own transaction; commit if it returns."""
+        loop = self._running_loop()
+        job = _CallJob(fn, loop.create_future())
+        self._calls.append(job)
+        self._schedule()
+        return await job.future
 
     def submit(self, fn: Callable[[Session], T]) -> Future[T]:
+        """Like :meth:`call`, from any thread (command-line tools, tests): returns a concurrent future."""
+        loop = self._loop
+        if loop is None:
+            raise WriterStopped("the ledger writer is not running")
         future: Future[T] = Future()
-        self._submit(_CallJob(fn, future))
+
+        def enqueue() -> None:
+            self._calls.append(_CallJob(fn, future))
+            self._schedule()
+
+        loop.call_soon_threadsafe(enqueue)
         return future
 
-    def _submit(self, job: _DecisionJob | _CallJob) -> None:
-        if self._thread is None:
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
             raise WriterStopped("the ledger writer is not running")
-        self._queue.put(job)
+        return self._loop
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            jobs: list[_DecisionJob | _CallJob] = [first]
-            stopping = False
-            while len(jobs) < self._max_batch:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stopping = True
-                    break
-                jobs.append(job)
-            decisions = [j for j in jobs if isinstance(j, _DecisionJob)]
-            if decisions:
-                self._commit_decisions(decisions)
-            for job in jobs:
-                if isinstance(job, _CallJob):
-                    self._run_call(job)
-            if stopping:
-                return
+    def _schedule(self) -> None:
+        # call_soon runs after the callbacks already ready, so every request parsed in this round joins the
+        # batch; right after a commit, wait out the commit interval so that the next batch fills up.
+        if self._scheduled or self._loop is None:
+            return
+        self._scheduled = True
+        wait = self._last_flush + self._commit_interval - self._loop.time()
+        if wait > 0:
+            self._loop.call_later(wait, self._flush)
+        else:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._loop is not None:
+            self._last_flush = self._loop.time()
+        decisions, self._decisions = self._decisions[: self._max_batch], self._decisions[self._max_batch :]
+        calls, self._calls = self._calls, []
+        if decisions:
+            self._commit_decisions(decisions)
+        for job in calls:
+            self._run_call(job)
+        if self._decisions or self._calls:
+            self._schedule()
 
     def _commit_decisions(self, jobs: list[_DecisionJob]) -> None:
         for attempt in range(1, _RETRIES + 1):
@@ -145,21 +170,25 @@ class BatchingWriter:
             else:
                 self.batches_committed += 1
                 for job in jobs:
-                    job.future.set_result(stored[job.record.decision_id])
+                    if not job.future.done():
+                        job.future.set_result(stored[job.record.decision_id])
                 return
 
     def _insert_new(self, jobs: list[_DecisionJob]) -> dict[str, DecisionRecord]:
-        ids = list({job.record.decision_id for job in jobs})
-        with self._sessions() as session, session.begin():
-            existing = session.scalars(select(Decision).where(Decision.decision_id.in_(ids))).all()
-            stored = {row.decision_id: DecisionRecord.from_row(row) for row in existing}
-            new: list[DecisionRecord] = []
-            for job in jobs:
-                if job.record.decision_id not in stored:
-                    stored[job.record.decision_id] = job.record
-                    new.append(job.record)
-            if new:
-                session.execute(Decision.__table__.insert(), [record.as_row() for record in new])
+        """Insert the batch in one statement; ids already in the log keep their stored record.
+
+        ``INSERT ... ON CONFLICT DO NOTHING RETURNING decision_id`` tells in one round trip which rows are
+        new, so the common case (no duplicates) costs one statement and one commit per batch.
+        """
+        stored: dict[str, DecisionRecord] = {}
+        for job in jobs:
+            stored.setdefault(job.record.decision_id, job.record)  # the first of a repeated id wins
+        with self._engine.begin() as connection:
+            inserted = set(connection.scalars(self._insert, [record.as_row() for record in stored.values()]))
+            conflicts = [decision_id for decision_id in stored if decision_id not in inserted]
+            if conflicts:
+                rows = connection.execute(select(Decision.__table__).where(Decision.decision_id.in_(conflicts)))
+                stored.update({row.decision_id: DecisionRecord.from_row(row) for row in rows})
         return stored
 
     def _run_call(self, job: _CallJob) -> None:
@@ -167,11 +196,23 @@ class BatchingWriter:
             with self._sessions() as session, session.begin():
                 result = job.fn(session)
         except Exception as exc:
-            job.future.set_exception(exc)
+            if not job.future.done():
+                job.future.set_exception(exc)
         else:
-            job.future.set_result(result)
+            if not job.future.done():
+                job.future.set_result(result)
+
+
+def _insert_ignoring_duplicates(engine: Engine) -> Executable:
+    table = Decision.__table__
+    dialect_insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}.get(engine.dialect.name)
+    if dialect_insert is None:
+        raise ValueError(f"unsupported database {engine.dialect.name!r}: use SQLite or PostgreSQL")
+    statement = dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.decision_id])
+    return statement.returning(table.c.decision_id)
 
 
 def _fail(jobs: list[_DecisionJob], exc: BaseException) -> None:
     for job in jobs:
-        job.future.set_exception(exc)
+        if not job.future.done():
+            job.future.set_exception(exc)

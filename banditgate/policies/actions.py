@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 #: A context or action-feature value: flat scalars only.
 Scalar = float | int | bool | str | None
 Features = Mapping[str, Scalar]
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
-    """One eligible intervention (or combination of interventions) with its own features."""
+class Action(NamedTuple):
+    """One eligible intervention (or combination of interventions) with its own features.
+
+    A named tuple rather than a dataclass: ten of these are built per decision on the request path.
+    """
 
     id: str
-    features: Features = field(default_factory=dict)
+    features: Features = MappingProxyType({})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -11,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from banditgate.ledger.records import DecisionRecord
 from banditgate.ledger.registry import UnknownPolicy
@@ -93,10 +93,8 @@ class Decider:
 
 def request_fingerprint(policy: str, context: Mapping[str, Any], actions: Sequence[Mapping[str, Any]]) -> str:
     """Hash of what was asked, to tell an idempotent retry from a different request reusing an id."""
-    canonical = json.dumps(
-        {"policy": policy, "context": context, "actions": actions}, sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    canonical = orjson.dumps({"policy": policy, "context": context, "actions": actions}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def now_ms() -> datetime:

@@ -65,7 +65,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         await self.decision_log.stop()
-        self.writer.stop()
+        await self.writer.stop()
         self.engine.dispose()
 
     async def refresh_policies(self) -> list[str]:

@@ -34,6 +34,8 @@ def _check_text(value: str) -> str:
     # here, naming the field, rather than failing in the database.
     if "\x00" in value:
         raise ValueError("text must not contain NUL (\\u0000) characters")
+    if value.isascii():
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

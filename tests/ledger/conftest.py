@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -12,13 +13,25 @@ from banditgate.ledger.writer import BatchingWriter
 
 
 @pytest.fixture
-def writer(sessions: sessionmaker[Session]) -> Iterator[BatchingWriter]:
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for the whole test: the writer lives on the loop it was started in."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def writer(sessions: sessionmaker[Session], loop: asyncio.AbstractEventLoop) -> Iterator[BatchingWriter]:
     writer = BatchingWriter(sessions, max_batch=64)
-    writer.start()
     with sessions() as session, session.begin():
         put_policy(session, "default", PolicySpec(), actor="test")
+
+    async def start() -> None:
+        writer.start()
+
+    loop.run_until_complete(start())
     yield writer
-    writer.stop()
+    loop.run_until_complete(writer.stop())
 
 
 def make_record(decision_id: str, **overrides: object) -> DecisionRecord:

@@ -15,9 +15,14 @@ T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def log(sessions: sessionmaker[Session], writer: BatchingWriter) -> DatabaseDecisionLog:
+def run(loop: asyncio.AbstractEventLoop):
+    return loop.run_until_complete
+
+
+@pytest.fixture
+def log(sessions: sessionmaker[Session], writer: BatchingWriter, run) -> DatabaseDecisionLog:
     log = DatabaseDecisionLog(sessions, writer)
-    asyncio.run(log.log_decision(make_record("tx")))
+    run(log.log_decision(make_record("tx")))
     return log
 
 
@@ -26,17 +31,17 @@ def test_get_decision(log: DatabaseDecisionLog) -> None:
     assert log.get_decision("nope") is None
 
 
-def test_reward_for_unknown_decision_is_refused(log: DatabaseDecisionLog) -> None:
+def test_reward_for_unknown_decision_is_refused(log: DatabaseDecisionLog, run) -> None:
     with pytest.raises(UnknownDecision, match="nope"):
-        asyncio.run(log.log_reward("nope", "authorisation", 1.0, T0))
+        run(log.log_reward("nope", "authorisation", 1.0, T0))
     assert log.get_rewards("nope") == []
 
 
-def test_reward_duplicates_and_revisions(log: DatabaseDecisionLog) -> None:
-    first = asyncio.run(log.log_reward("tx", "authorisation", 1.0, T0))
-    duplicate = asyncio.run(log.log_reward("tx", "authorisation", 1.0, T0 + timedelta(seconds=5)))
-    revised = asyncio.run(log.log_reward("tx", "authorisation", 0.0, T0 + timedelta(days=1)))
-    chargeback = asyncio.run(log.log_reward("tx", "chargeback", 0.0, T0 + timedelta(days=60)))
+def test_reward_duplicates_and_revisions(log: DatabaseDecisionLog, run) -> None:
+    first = run(log.log_reward("tx", "authorisation", 1.0, T0))
+    duplicate = run(log.log_reward("tx", "authorisation", 1.0, T0 + timedelta(seconds=5)))
+    revised = run(log.log_reward("tx", "authorisation", 0.0, T0 + timedelta(days=1)))
+    chargeback = run(log.log_reward("tx", "chargeback", 0.0, T0 + timedelta(days=60)))
     assert [first.status, duplicate.status, revised.status, chargeback.status] == [
         RewardStatus.RECORDED,
         RewardStatus.DUPLICATE,
@@ -53,11 +58,11 @@ def test_reward_duplicates_and_revisions(log: DatabaseDecisionLog) -> None:
     assert rewards[1].observed_at == T0 + timedelta(days=1)
 
 
-def test_concurrent_conflicting_rewards_keep_every_revision(log: DatabaseDecisionLog) -> None:
+def test_concurrent_conflicting_rewards_keep_every_revision(log: DatabaseDecisionLog, run) -> None:
     async def race() -> list:
         return await asyncio.gather(*(log.log_reward("tx", "authorisation", float(i % 2), T0) for i in range(20)))
 
-    asyncio.run(race())
+    run(race())
     revisions = [r.revision for r in log.get_rewards("tx")]
     assert revisions == list(range(1, len(revisions) + 1))
     assert len(revisions) == 20  # the value alternates, so every post is a revision
