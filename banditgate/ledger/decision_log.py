@@ -45,7 +45,9 @@ class DecisionLog(ABC):
         """Log a decision. If its ``decision_id`` is already logged, write nothing and return the stored one."""
 
     @abstractmethod
-    async def log_reward(self, decision_id: str, kind: str, value: float, observed_at: datetime) -> RewardResult:
+    async def log_reward(
+        self, decision_id: str, kind: str, value: float, observed_at: datetime, received_at: datetime | None = None
+    ) -> RewardResult:
         """Record a reward; a duplicate value is a no-op, a different value becomes a new revision.
 
         Raises :class:`UnknownDecision` when the decision is not in the log.
@@ -70,10 +72,14 @@ class DatabaseDecisionLog(DecisionLog):
     async def log_decision(self, record: DecisionRecord) -> DecisionRecord:
         return await self._writer.write_decision(record)
 
-    async def log_reward(self, decision_id: str, kind: str, value: float, observed_at: datetime) -> RewardResult:
+    async def log_reward(
+        self, decision_id: str, kind: str, value: float, observed_at: datetime, received_at: datetime | None = None
+    ) -> RewardResult:
         for attempt in range(3):
             try:
-                return await self._writer.call(lambda s: record_reward(s, decision_id, kind, value, observed_at))
+                return await self._writer.call(
+                    lambda s: record_reward(s, decision_id, kind, value, observed_at, received_at)
+                )
             except IntegrityError:
                 # Another process wrote the same revision number first; recount and try again.
                 if attempt == 2:
@@ -93,7 +99,14 @@ class DatabaseDecisionLog(DecisionLog):
             return [RewardRecord.from_row(row) for row in rows]
 
 
-def record_reward(session: Session, decision_id: str, kind: str, value: float, observed_at: datetime) -> RewardResult:
+def record_reward(
+    session: Session,
+    decision_id: str,
+    kind: str,
+    value: float,
+    observed_at: datetime,
+    received_at: datetime | None = None,
+) -> RewardResult:
     """Apply the reward rules inside the caller's transaction (see :meth:`DecisionLog.log_reward`)."""
     if session.scalar(select(func.count()).where(Decision.decision_id == decision_id)) == 0:
         raise UnknownDecision(decision_id)
@@ -111,7 +124,7 @@ def record_reward(session: Session, decision_id: str, kind: str, value: float, o
         value=value,
         revision=1 if latest is None else latest.revision + 1,
         observed_at=observed_at.astimezone(UTC),
-        received_at=utcnow(),
+        received_at=received_at or utcnow(),
     )
     session.add(row)
     session.flush()

@@ -17,6 +17,7 @@ from banditgate.ledger.registry import UnknownPolicy
 from banditgate.policies.actions import Action, Scalar
 from banditgate.policies.exploration import Uniform
 from banditgate.policies.sampling import choose, uniform_draw
+from banditgate.service.clock import now_ms
 from banditgate.service.policy_cache import PolicyCache
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,12 @@ class Decider:
         actions: Sequence[Mapping[str, Any]],
         decision_id: str | None = None,
         policy: str | None = None,
+        now: datetime | None = None,
     ) -> tuple[DecisionRecord, bool]:
         """Decide for one transaction. Returns the record to log and whether the oracle's best was chosen.
 
-        ``actions`` are ``{"id": ..., "features": {...}}`` objects, already validated.
+        ``actions`` are ``{"id": ..., "features": {...}}`` objects, already validated; ``now`` is the
+        decision time (default: the wall clock, to the millisecond).
         """
         name = policy or self.default_policy
         serving = self.cache.get(name)
@@ -86,7 +89,7 @@ class Decider:
             model_sha256=serving.model_sha256,
             draw=draw,
             request_sha256=request_fingerprint(name, context, actions),
-            decided_at=now_ms(),
+            decided_at=now or now_ms(),
         )
         return record, exploited
 
@@ -95,12 +98,6 @@ def request_fingerprint(policy: str, context: Mapping[str, Any], actions: Sequen
     """Hash of what was asked, to tell an idempotent retry from a different request reusing an id."""
     canonical = orjson.dumps({"policy": policy, "context": context, "actions": actions}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
-
-
-def now_ms() -> datetime:
-    """Now, truncated to the millisecond the API reports, so a replayed response is byte-identical."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def format_timestamp(value: datetime) -> str:

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     policy_refresh_seconds: float = Field(default=2.0, gt=0.0, le=3600.0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    simulated_clock: bool = Field(
+        default=False,
+        description="accept the X-Banditgate-Time header as the time of a request (simulations and replays "
+        "only: never in production)",
+    )
 
     @field_validator("policies")
     @classmethod

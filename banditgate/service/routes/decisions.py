@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 
 from banditgate.ledger.decision_log import DecisionLog
 from banditgate.ledger.records import DecisionRecord
 from banditgate.ledger.registry import UnknownPolicy
 from banditgate.service import metrics
+from banditgate.service.clock import request_time
 from banditgate.service.decider import format_timestamp
 from banditgate.service.deps import get_decision_log, get_runtime
 from banditgate.service.runtime import Runtime
@@ -31,14 +32,15 @@ router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
     response_model=None,
     responses={200: {"model": DecisionResponse, "description": "the decision"}, **error_responses(409, 422)},
 )
-async def decide(body: DecisionRequest, runtime: Runtime = Depends(get_runtime)) -> Response:
+async def decide(body: DecisionRequest, request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
     """Choose an action for one transaction; the decision is durably logged before the response is sent.
 
     The same ``decision_id`` again returns the identical response and writes nothing.
     """
     actions = [{"id": action.id, "features": action.features} for action in body.actions]
     try:
-        record, exploited = runtime.decider.decide(body.context, actions, body.decision_id, body.policy)
+        now = request_time(request, runtime.settings)
+        record, exploited = runtime.decider.decide(body.context, actions, body.decision_id, body.policy, now)
     except UnknownPolicy as exc:
         raise HTTPException(422, f"policy: {exc}") from None
     stored = await runtime.decision_log.log_decision(record)

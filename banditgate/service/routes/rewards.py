@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from banditgate.ledger.decision_log import DecisionLog, UnknownDecision
+from banditgate.ledger.decision_log import UnknownDecision
 from banditgate.ledger.records import RewardStatus
-from banditgate.ledger.types import utcnow
 from banditgate.service import metrics
-from banditgate.service.deps import get_decision_log
+from banditgate.service.clock import request_time
+from banditgate.service.deps import get_runtime
+from banditgate.service.runtime import Runtime
 from banditgate.service.schemas import RewardRequest, RewardResponse, error_responses
 
 router = APIRouter(prefix="/v1/rewards", tags=["rewards"])
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/v1/rewards", tags=["rewards"])
     },
 )
 async def post_reward(
-    body: RewardRequest, response: Response, decision_log: DecisionLog = Depends(get_decision_log)
+    body: RewardRequest, request: Request, response: Response, runtime: Runtime = Depends(get_runtime)
 ) -> RewardResponse:
     """Record the outcome of a decision.
 
@@ -32,7 +33,10 @@ async def post_reward(
     revisions are kept and the latest wins for training); 200 for a duplicate of the latest value.
     """
     try:
-        result = await decision_log.log_reward(body.decision_id, body.kind, body.reward, body.observed_at or utcnow())
+        received_at = request_time(request, runtime.settings)
+        result = await runtime.decision_log.log_reward(
+            body.decision_id, body.kind, body.reward, body.observed_at or received_at, received_at
+        )
     except UnknownDecision as exc:
         raise HTTPException(404, str(exc)) from None
     if result.status is RewardStatus.DUPLICATE:
