@@ -48,9 +48,18 @@ def records_to_frame(contexts: Sequence[Features], actions: Sequence[Action]) ->
     )
 
 
+_NUMERIC_KINDS = {"floating", "integer", "mixed-integer-float", "boolean", "decimal", "empty"}
+
+
 def _is_numeric(series: pd.Series) -> bool:
-    values = series.dropna()
-    return bool(values.map(lambda v: isinstance(v, int | float | np.number | bool | np.bool_)).all())
+    return pd.api.types.infer_dtype(series, skipna=True) in _NUMERIC_KINDS
+
+
+def _category_keys(series: pd.Series) -> pd.Series:
+    """``category_key`` of every value; strings (the common case) pass through without a Python call each."""
+    if pd.api.types.infer_dtype(series, skipna=True) == "string":
+        return series
+    return series.map(category_key, na_action="ignore")
 
 
 @dataclass
@@ -93,7 +102,7 @@ class FeatureSpace:
             if name != ACTION_ID and _is_numeric(series):
                 numeric.append(name)
             else:
-                keys = series.dropna().map(category_key)
+                keys = _category_keys(series.dropna())
                 categorical[name] = keys.value_counts().index[:max_categories].sort_values().tolist()
         return cls(numeric=numeric, categorical=categorical)
 
@@ -108,9 +117,10 @@ class FeatureSpace:
             if codes is None:
                 out[:, j] = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             else:
-                out[:, j] = series.map(lambda v, codes=codes: codes.get(category_key(v), np.nan)).to_numpy(
-                    dtype=np.float64
-                )
+                vocabulary = self.categorical[name]
+                index = pd.Categorical(_category_keys(series), categories=vocabulary).codes.astype(np.float64)
+                index[index < 0] = np.nan  # unseen category or missing value
+                out[:, j] = index
         return out
 
     def transform_decision(self, context: Features, actions: Sequence[Action]) -> np.ndarray:
