@@ -34,6 +34,9 @@ class LightGBMOracle(RewardOracle):
         Threads used for *training* (0 = LightGBM's default). Prediction always uses one.
     seed
         Seed for LightGBM's randomness, so a retraining run is reproducible.
+    odds_multiplier
+        Prior correction applied to every prediction: the odds ``p / (1 - p)`` are multiplied by it. Set by
+        retraining when it balanced the classes, so that scores remain calibrated probabilities.
 
     Examples
     --------
@@ -60,6 +63,7 @@ class LightGBMOracle(RewardOracle):
         objective: str = "auto",
         num_threads: int = 0,
         seed: int = 0,
+        odds_multiplier: float = 1.0,
     ) -> None:
         self.num_boost_round = num_boost_round
         self.learning_rate = learning_rate
@@ -68,6 +72,7 @@ class LightGBMOracle(RewardOracle):
         self.objective = objective
         self.num_threads = num_threads
         self.seed = seed
+        self.odds_multiplier = odds_multiplier
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
@@ -78,6 +83,7 @@ class LightGBMOracle(RewardOracle):
             "objective": self.objective,
             "num_threads": self.num_threads,
             "seed": self.seed,
+            "odds_multiplier": self.odds_multiplier,
         }
 
     def fit(self, frame: pd.DataFrame, rewards: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:
@@ -111,10 +117,16 @@ class LightGBMOracle(RewardOracle):
 
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
         self._check_fitted()
-        return self.booster_.predict(self.space_.transform_frame(frame))
+        return self._corrected(self.booster_.predict(self.space_.transform_frame(frame)))
 
     def predict_decision(self, context: Features, actions: Sequence[Action]) -> np.ndarray:
-        return self.booster_.predict(self.space_.transform_decision(context, actions), num_threads=1)
+        return self._corrected(self.booster_.predict(self.space_.transform_decision(context, actions), num_threads=1))
+
+    def _corrected(self, p: np.ndarray) -> np.ndarray:
+        if self.odds_multiplier == 1.0:
+            return p
+        odds = p * self.odds_multiplier
+        return odds / (odds + 1.0 - p)
 
     def _payload(self) -> bytes:
         self._check_fitted()

@@ -1,0 +1,63 @@
+"""Fill a ledger with simulated payment traffic, decided by the real Decider, without HTTP.
+
+For pipeline tests and benchmarks, where what matters is what is in the log, not how it got there (the
+HTTP path has its own tests). Rewards are written with the simulated time they would have arrived at.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from banditgate.ledger.models import Decision, Reward
+from banditgate.service.decider import Decider
+from banditgate.service.policy_cache import PolicyCache
+from banditgate.simulator import PaymentWorld
+
+
+def fill(
+    sessions: sessionmaker[Session],
+    artifact_dir: Path,
+    world: PaymentWorld,
+    *,
+    start: datetime,
+    days: int,
+    per_day: int,
+    seed: int,
+    policy: str = "default",
+    prefix: str = "",
+) -> dict[str, float]:
+    """Decide ``days * per_day`` simulated transactions with the policy's deployed generation and log them.
+
+    Returns the expected authorisation rate of the logged decisions (the world's truth) and the count.
+    """
+    cache = PolicyCache(sessions, artifact_dir)
+    cache.refresh()
+    decider = Decider(cache, policy)
+    decisions, rewards, expected = [], [], 0.0
+    for t, tx in world.traffic(start=start, days=days, decisions_per_day=per_day, seed=seed, id_prefix=prefix):
+        body = tx.decision_request()
+        record, _ = decider.decide(body["context"], body["actions"], body["decision_id"], policy, now=t)
+        decisions.append(record.as_row())
+        probabilities = dict(zip([a["id"] for a in record.actions], record.probabilities, strict=True))
+        expected += tx.expected_reward(probabilities)
+        for event in tx.outcome(record.action_id).events:
+            rewards.append(
+                {
+                    "decision_id": record.decision_id,
+                    "kind": event.kind,
+                    "value": event.value,
+                    "revision": 1,
+                    "observed_at": event.observed_at,
+                    "received_at": event.observed_at,
+                }
+            )
+    with sessions() as session, session.begin():
+        for i in range(0, len(decisions), 5000):
+            session.execute(insert(Decision), decisions[i : i + 5000])
+        for i in range(0, len(rewards), 5000):
+            session.execute(insert(Reward), rewards[i : i + 5000])
+    return {"decisions": len(decisions), "expected_reward": expected / max(len(decisions), 1)}
