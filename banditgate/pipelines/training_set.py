@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-from sqlalchemy import Text, and_, cast, func, select
+from sqlalchemy import Text, and_, cast, select
 from sqlalchemy.orm import Session
 
 from banditgate.ledger.models import Decision, Reward
@@ -96,16 +96,17 @@ def load_training_set(
     in_window = and_(Decision.policy == policy, Decision.decided_at >= start, Decision.decided_at < as_of)
     if generations is not None:
         in_window = and_(in_window, Decision.generation.in_(generations))
-    total = session.scalar(select(func.count()).select_from(Decision).where(in_window)) or 0
-    latest = (
-        select(
-            Reward.decision_id,
-            Reward.value,
-            func.row_number().over(partition_by=Reward.decision_id, order_by=Reward.revision.desc()).label("rank"),
-        )
+    total = 0
+    # The latest revision received by as-of, per decision: one ordered scan into a dict. (A join against a
+    # grouped subquery let PostgreSQL pick a quadratic plan on freshly written tables.)
+    labels: dict[str, float] = {}
+    revisions = (
+        select(Reward.decision_id, Reward.value)
         .where(Reward.kind == reward_kind, Reward.received_at <= as_of)
-        .subquery()
+        .order_by(Reward.decision_id, Reward.revision)
     )
+    for batch in _batches(session.execute(revisions.execution_options(yield_per=_FETCH))):
+        labels.update(batch)
     query = (
         select(
             Decision.decision_id,
@@ -115,9 +116,7 @@ def load_training_set(
             Decision.action_id,
             Decision.propensity,
             Decision.decided_at,
-            latest.c.value,
         )
-        .join(latest, and_(latest.c.decision_id == Decision.decision_id, latest.c.rank == 1))
         .where(in_window)
         .order_by(Decision.decided_at, Decision.decision_id)
     )
@@ -130,7 +129,11 @@ def load_training_set(
     all_actions: list[list[dict[str, Any]]] = []
     chosen: list[int] = []
     for batch in _batches(session.execute(query.execution_options(yield_per=_FETCH))):
-        for decision_id, generation, context, actions_json, action_id, propensity, decided_at, value in batch:
+        total += len(batch)
+        for decision_id, generation, context, actions_json, action_id, propensity, decided_at in batch:
+            value = labels.get(decision_id)
+            if value is None:
+                continue  # not matured: its reward has not been received by as-of
             actions = orjson.loads(actions_json)
             index = next(i for i, action in enumerate(actions) if action["id"] == action_id)
             columns.add(orjson.loads(context), action_id, actions[index].get("features") or {})
