@@ -66,6 +66,15 @@ def get_generation(session: Session, policy: str, number: int) -> Generation | N
     return session.scalars(select(Generation).where(Generation.policy == policy, Generation.number == number)).first()
 
 
+def list_audit_events(session: Session, policy: str, limit: int = 100) -> list[AuditEvent]:
+    """The audit trail of ``policy``, newest first."""
+    return list(
+        session.scalars(
+            select(AuditEvent).where(AuditEvent.policy == policy).order_by(AuditEvent.id.desc()).limit(limit)
+        )
+    )
+
+
 def policy_revisions(session: Session) -> dict[str, int]:
     """Revision counter of every policy: serving processes poll this to notice changes."""
     return {name: revision for name, revision in session.execute(select(Policy.name, Policy.revision))}

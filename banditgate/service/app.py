@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from banditgate import __version__
 from banditgate.ledger.writer import WriterStopped
 from banditgate.service.metrics import RequestMetricsMiddleware
-from banditgate.service.routes import decisions, health, policies, rewards
+from banditgate.service.routes import decisions, generations, health, policies, rewards
 from banditgate.service.runtime import Runtime
 from banditgate.service.schemas import error_responses
 from banditgate.service.settings import Settings
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(SQLAlchemyError, _ledger_unavailable)
     app.add_exception_handler(WriterStopped, _ledger_unavailable)
-    for module in (decisions, rewards, policies, health):
+    for module in (decisions, rewards, policies, generations, health):
         app.include_router(module.router)
     return app
 

@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from pydantic import ValidationError
 
 from banditgate import __version__
+from banditgate.service.commands import generations as generation_commands
+from banditgate.service.commands.client import DEFAULT_URL, ApiKeyOption, UrlOption, print_json, request
+from banditgate.service.commands.retrain import retrain_command
 from banditgate.service.settings import Settings
 
 app = typer.Typer(
@@ -27,12 +29,9 @@ policies_app = typer.Typer(help="List, show and configure policies of a running 
 db_app = typer.Typer(help="Ledger database maintenance.", no_args_is_help=True)
 app.add_typer(policies_app, name="policies")
 app.add_typer(db_app, name="db")
+app.add_typer(generation_commands.app)
+app.command("retrain")(retrain_command)
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-UrlOption = Annotated[str, typer.Option("--url", envvar="BANDITGATE_URL", help="base URL of the running service")]
-ApiKeyOption = Annotated[
-    str | None, typer.Option("--api-key", envvar="BANDITGATE_API_KEY", help="admin API key", show_default=False)
-]
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", exists=True, dir_okay=False, help="TOML settings file (or BANDITGATE_CONFIG)"),
@@ -124,39 +123,13 @@ def _read_document(source: str) -> Any:
         raise typer.Exit(2) from None
 
 
-def _request(
-    method: str, url: str, path: str, api_key: str | None = None, actor: str | None = None, **kwargs: Any
-) -> Any:
-    headers = {"X-API-Key": api_key} if api_key else {}
-    if actor:
-        headers["X-Actor"] = actor
-    try:
-        response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=30.0, **kwargs)
-    except httpx.HTTPError as exc:
-        typer.secho(f"cannot reach {url}: {exc}", fg="red", err=True)
-        raise typer.Exit(3) from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = {"message": response.text}
-    if response.is_error:
-        message = body.get("message", body) if isinstance(body, dict) else body
-        typer.secho(f"HTTP {response.status_code}: {message}", fg="red", err=True)
-        raise typer.Exit(1)
-    return body
-
-
-def _print(body: Any) -> None:
-    typer.echo(json.dumps(body, indent=2, sort_keys=False))
-
-
 @app.command()
 def decide(
     document: Annotated[str, typer.Argument(help="JSON decision request: a file, or - for standard input")] = "-",
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Send one decision request to a running service and print the decision."""
-    _print(_request("POST", url, "/v1/decisions", json=_read_document(document)))
+    print_json(request("POST", url, "/v1/decisions", json=_read_document(document)))
 
 
 @app.command()
@@ -165,13 +138,13 @@ def reward(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Send one reward to a running service and print what was recorded."""
-    _print(_request("POST", url, "/v1/rewards", json=_read_document(document)))
+    print_json(request("POST", url, "/v1/rewards", json=_read_document(document)))
 
 
 @policies_app.command("list")
 def policies_list(url: UrlOption = DEFAULT_URL) -> None:
     """One line per policy: name, deployed generation, exploration rule, floor, oracle."""
-    for policy in _request("GET", url, "/v1/policies"):
+    for policy in request("GET", url, "/v1/policies"):
         params = json.dumps(policy["exploration_params"], sort_keys=True)
         typer.echo(
             f"{policy['name']:<24} gen {policy['deployed_generation']:<4} {policy['exploration']} {params} "
@@ -182,7 +155,7 @@ def policies_list(url: UrlOption = DEFAULT_URL) -> None:
 @policies_app.command("show")
 def policies_show(name: str, url: UrlOption = DEFAULT_URL) -> None:
     """A policy's configuration and generations, as JSON."""
-    _print(_request("GET", url, f"/v1/policies/{name}"))
+    print_json(request("GET", url, f"/v1/policies/{name}"))
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -228,7 +201,7 @@ def policies_set(
     if api_key is None:
         typer.secho("policies set needs the admin API key (--api-key or BANDITGATE_API_KEY)", fg="red", err=True)
         raise typer.Exit(2)
-    _print(_request("PUT", url, f"/v1/policies/{name}", api_key=api_key, actor=actor, json=body))
+    print_json(request("PUT", url, f"/v1/policies/{name}", api_key=api_key, actor=actor, json=body))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Commands of the ``banditgate`` CLI that talk to a running service over HTTP."""

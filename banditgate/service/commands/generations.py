@@ -1,0 +1,98 @@
+"""``banditgate promote | rollback | generations``: govern the generations of a policy on a running service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from banditgate.service.commands.client import DEFAULT_URL, ApiKeyOption, UrlOption, print_json, request
+
+app = typer.Typer()
+
+PolicyOption = Annotated[str, typer.Option("--policy", help="policy name")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="why (kept in the audit trail)")]
+ActorOption = Annotated[str | None, typer.Option("--actor", envvar="USER", help="who is making the change")]
+
+
+@app.command()
+def promote(
+    policy: PolicyOption,
+    generation: Annotated[int, typer.Option("--generation", min=0, help="the candidate generation to deploy")],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Deploy a candidate generation; the deployed one is retired (admin: needs the API key)."""
+    path = f"/v1/policies/{policy}/generations/{generation}/promote"
+    transition = request("POST", url, path, api_key=_need(api_key), actor=actor, json={"reason": reason})
+    _report(transition)
+
+
+@app.command()
+def rollback(
+    policy: PolicyOption,
+    reason: ReasonOption,
+    to: Annotated[
+        int | None,
+        typer.Option("--to", min=0, help="retired generation to redeploy (default: the one the deployed replaced)"),
+    ] = None,
+    actor: ActorOption = None,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Redeploy a retired generation; the deployed one is retired (admin: needs the API key)."""
+    body = {"reason": reason, "to": to}
+    _report(request("POST", url, f"/v1/policies/{policy}/rollback", api_key=_need(api_key), actor=actor, json=body))
+
+
+@app.command()
+def generations(
+    policy: PolicyOption,
+    as_json: Annotated[bool, typer.Option("--json", help="print the server's JSON")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """One line per generation: number, status, parent, oracle, exploration, who promoted it, when and why."""
+    rows = request("GET", url, f"/v1/policies/{policy}/generations")
+    if as_json:
+        print_json(rows)
+        return
+    typer.echo(
+        f"{'GEN':>5}  {'STATUS':<9}  {'PARENT':>6}  {'ORACLE':<9}  {'EXPLORATION':<14}  {'PROMOTED BY':<16}  "
+        f"{'PROMOTED AT':<20}  REASON"
+    )
+    for g in rows:
+        typer.echo(
+            f"{g['number']:>5}  {g['status']:<9}  {_text(g['parent']):>6}  {_text(g['oracle']):<9}  "
+            f"{g['exploration']:<14}  {_text(g['promoted_by']):<16}  {_when(g['promoted_at']):<20}  "
+            f"{_text(g['promoted_reason'])}"
+        )
+
+
+def _need(api_key: str | None) -> str:
+    if not api_key:
+        typer.secho("this command needs the admin API key (--api-key or BANDITGATE_API_KEY)", fg="red", err=True)
+        raise typer.Exit(2)
+    return api_key
+
+
+def _report(transition: dict[str, Any]) -> None:
+    deployed, replaced, event = transition["generation"], transition["replaced"], transition["audit_event"]
+    verb = "promoted" if transition["action"] == "promote" else "rolled back to"
+    typer.echo(
+        f"{transition['policy']}: {verb} generation {deployed['number']} (generation {replaced['number']} retired) "
+        f"by {event['actor']} at {_when(event['at'])}: {event['reason']}"
+    )
+    gate = event["details"].get("gate")
+    if gate:
+        typer.echo(f"gate: {gate.get('message', gate)}")
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _when(timestamp: str | None) -> str:
+    """ISO 8601 to the second, in UTC (the server sends UTC)."""
+    return "-" if timestamp is None else timestamp[:19] + "Z"

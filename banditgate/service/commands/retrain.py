@@ -1,0 +1,154 @@
+"""``banditgate retrain``: build the next policy generation from the matured log, directly on the database."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from banditgate.ledger.db import make_engine, make_sessionmaker
+from banditgate.ledger.migrate import upgrade
+from banditgate.ledger.registry import UnknownPolicy
+from banditgate.pipelines.retrain import NotEnoughData, RetrainOptions, RetrainResult, retrain
+from banditgate.pipelines.schedule import parse_interval, run_every
+from banditgate.service.settings import Settings
+
+SHOWN_ESTIMATORS = ("snips", "dr", "switch_dr")
+
+
+def _as_of(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-25T00:00:00Z)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def retrain_command(
+    policy: Annotated[str, typer.Option(help="policy to retrain")] = "default",
+    window_days: Annotated[
+        float, typer.Option(min=0.01, help="short-term memory: days of decisions to learn from")
+    ] = 14.0,
+    as_of: Annotated[str | None, typer.Option(help="retrain as of this time (ISO 8601; default: now)")] = None,
+    reward_kind: Annotated[str, typer.Option(help="reward kind to learn")] = "authorisation",
+    pool_generations: Annotated[
+        bool, typer.Option(help="learn from every generation's logs in the window, or only the deployed one's")
+    ] = True,
+    importance_weighting: Annotated[bool, typer.Option(help="weight rows by 1 / logged propensity")] = False,
+    weight_clip: Annotated[float, typer.Option(min=1.0, help="cap on importance weights")] = 20.0,
+    prior_correction: Annotated[
+        bool, typer.Option(help="balance classes in training and correct the odds back (rare outcomes)")
+    ] = False,
+    gamma_schedule: Annotated[str, typer.Option(help="SquareCB gamma: fixed | sqrt | budget")] = "fixed",
+    gamma0: Annotated[float, typer.Option(min=0.0, help="gamma = gamma0 * sqrt(n) with --gamma-schedule sqrt")] = 1.0,
+    exploration_budget: Annotated[
+        float, typer.Option(min=0.001, max=0.999, help="mean off-greedy probability with --gamma-schedule budget")
+    ] = 0.1,
+    holdout: Annotated[float, typer.Option(min=0.01, max=0.99, help="most recent share held out for OPE")] = 0.2,
+    every: Annotated[str | None, typer.Option(help="run on a loop, e.g. 24h (default: once)")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Train, evaluate (off-policy, on held-out matured logs) and register the next generation as a candidate.
+
+    Reads BANDITGATE_DATABASE_URL and BANDITGATE_ARTIFACT_DIR like the service. Never deploys: promote the
+    candidate with `banditgate promote` once its OPE report is convincing.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        options = RetrainOptions(
+            window=timedelta(days=window_days),
+            as_of=_as_of(as_of),
+            reward_kind=reward_kind,
+            pool_generations=pool_generations,
+            importance_weighting=importance_weighting,
+            weight_clip=weight_clip,
+            prior_correction=prior_correction,
+            gamma_schedule=gamma_schedule,  # type: ignore[arg-type]
+            gamma0=gamma0,
+            exploration_budget=exploration_budget,
+            holdout_fraction=holdout,
+        )
+        interval = parse_interval(every) if every else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    settings = Settings()
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+
+    def once() -> None:
+        console = Console(stderr=True)
+        with Progress(
+            TextColumn("reading matured decisions"),
+            BarColumn(),
+            TextColumn("{task.completed:,} rows"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=json_output,
+        ) as bar:
+            task = bar.add_task("read", total=None)
+            result = retrain(sessions, settings.artifact_dir, policy, options, progress=lambda n: bar.advance(task, n))
+        _report(result, json_output)
+
+    try:
+        if interval is None:
+            once()
+        else:
+            run_every(interval, once)
+    except (NotEnoughData, UnknownPolicy) as exc:
+        typer.secho(f"not retrained: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+def _report(result: RetrainResult, json_output: bool) -> None:
+    generation = result.generation
+    summary: dict[str, Any] = {
+        "policy": generation.policy,
+        "generation": generation.number,
+        "parent": generation.parent,
+        "status": generation.status,
+        "artifact_sha256": generation.artifact_sha256,
+        "exploration": generation.exploration,
+        "exploration_params": generation.exploration_params,
+        "row_counts": generation.row_counts,
+        "seconds": round(result.seconds, 2),
+        "ope_report": result.ope_report,
+    }
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    console = Console()
+    console.print(
+        f"[bold]{generation.policy}[/bold]: candidate generation {generation.number} (parent {generation.parent}) "
+        f"trained on {result.training_rows:,} matured decisions, evaluated on {result.ope_report['n']:,} held out "
+        f"in {result.seconds:.1f} s"
+    )
+    table = Table(
+        title=f"Off-policy estimates of the authorisation rate (logged: {result.ope_report['logged_reward']:.4f})"
+    )
+    table.add_column("policy")
+    for name in SHOWN_ESTIMATORS:
+        table.add_column(f"{name} [95% CI]", justify="right")
+    table.add_column("ESS", justify="right")
+    for name, entry in result.ope_report["policies"].items():
+        estimates = entry["estimates"]
+        cells = [
+            f"{estimates[e]['value']:.4f} [{estimates[e]['ci_low']:.4f}, {estimates[e]['ci_high']:.4f}]"
+            for e in SHOWN_ESTIMATORS
+        ]
+        table.add_row(name, *cells, f"{estimates['ips']['ess']:,.0f}")
+    console.print(table)
+    console.print(
+        f"promote with: banditgate promote --policy {generation.policy} --generation {generation.number} --reason ..."
+    )
