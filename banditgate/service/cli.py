@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from banditgate import __version__
 from banditgate.service.commands import generations as generation_commands
+from banditgate.service.commands import simulate as simulate_commands
 from banditgate.service.commands.client import DEFAULT_URL, ApiKeyOption, UrlOption, print_json, request
 from banditgate.service.commands.retrain import retrain_command
 from banditgate.service.settings import Settings
@@ -30,6 +31,7 @@ db_app = typer.Typer(help="Ledger database maintenance.", no_args_is_help=True)
 app.add_typer(policies_app, name="policies")
 app.add_typer(db_app, name="db")
 app.add_typer(generation_commands.app)
+app.add_typer(simulate_commands.app)
 app.command("retrain")(retrain_command)
 
 ConfigOption = Annotated[

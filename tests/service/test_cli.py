@@ -19,7 +19,11 @@ DECISION = {"decision_id": "cli-1", "context": {"amount_eur": 5.0}, "actions": [
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["serve"], ["decide"], ["reward"], ["policies"], ["policies", "set"], ["db", "upgrade"]]
+    "command",
+    [
+        *([], ["serve"], ["decide"], ["reward"], ["policies"], ["policies", "set"], ["db", "upgrade"]),
+        *(["simulate"], ["retrain"], ["promote"], ["rollback"], ["generations"]),
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])

@@ -111,7 +111,9 @@ def simulate(
             show_default=False,
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="most requests in flight at once")] = 32,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=1024, help="most requests in flight at once (over --url, more than ~16 is slower)")
+    ] = 16,
     max_failures: Annotated[int, typer.Option(min=1, help="abort after this many failed requests in a row")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON instead of tables")] = False,
 ) -> None:

@@ -1,0 +1,127 @@
+"""``banditgate simulate``: against a live server with --url, in process, and its refusals.
+
+The command is mounted on a small app here, the way ``banditgate.service.cli`` mounts it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import get_args
+
+import pytest
+import typer
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from banditgate.ledger.db import make_engine
+from banditgate.ledger.models import Decision, Reward
+from banditgate.service.commands import simulate as simulate_command
+from banditgate.service.settings import Settings
+from banditgate.simulator import PRESETS
+from tests.support.server import LiveServer
+
+runner = CliRunner()
+
+
+def _cli() -> typer.Typer:
+    cli = typer.Typer()
+
+    @cli.callback()
+    def main() -> None:
+        """The banditgate command line, with the simulate command only."""
+
+    cli.add_typer(simulate_command.app)
+    return cli
+
+
+app = _cli()
+
+
+def _counts(database_url: str) -> tuple[int, int]:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            decisions = connection.scalar(select(func.count()).select_from(Decision))
+            rewards = connection.scalar(select(func.count()).select_from(Reward))
+    finally:
+        engine.dispose()
+    return decisions or 0, rewards or 0
+
+
+def test_simulate_against_a_live_server(settings: Settings) -> None:
+    with LiveServer(settings.model_copy(update={"simulated_clock": True})) as live:
+        options = ["--days", "2", "--decisions-per-day", "150", "--scenario", "covariate", "--seed", "4"]
+        result = runner.invoke(app, ["simulate", *options, "--url", live.url, "--json"])
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        decisions, rewards = _counts(settings.database_url)
+    assert summary["target"] == live.url and summary["scenario"] == "covariate"
+    assert summary["decisions"] == summary["transactions"] == decisions > 250
+    assert summary["rewards_posted"] == {"authorisation": rewards} and summary["failed_requests"] == 0
+    assert summary["rewards_unposted"]["chargeback"] > 0
+    assert [day["day"] for day in summary["per_day"]] == [0, 1]
+    assert summary["per_generation"][0]["generation"] == 0
+    assert summary["decisions_per_second"] > 0
+
+
+def test_simulate_in_process_prints_tables(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sim.db'}"
+    options = ["--days", "2", "--decisions-per-day", "100", "--flush-rewards", "--id-prefix", "cli-"]
+    result = runner.invoke(app, ["simulate", *options, "--database-url", url], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    for text in ("simulation", url, "cli-", "per day", "2026-01-05", "auth rate", "regret", "chargeback"):
+        assert text in result.stdout
+    decisions, rewards = _counts(url)
+    assert f"{decisions} of {decisions} transactions" in result.stdout
+    assert decisions < rewards < 2 * decisions  # every authorisation, and a chargeback label per authorised one
+
+
+def test_a_server_without_simulated_clock_is_refused_with_what_to_set(server: LiveServer) -> None:
+    result = runner.invoke(app, ["simulate", "--days", "1", "--decisions-per-day", "50", "--url", server.url])
+    assert result.exit_code == 1
+    assert "BANDITGATE_SIMULATED_CLOCK=true" in result.stderr and server.url in result.stderr
+    assert _counts(server.settings.database_url) == (0, 0)
+
+
+def test_an_unknown_policy_aborts_with_the_services_message(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sim.db'}"
+    options = ["--days", "1", "--decisions-per-day", "100", "--policy", "nope", "--max-failures", "3", "--json"]
+    result = runner.invoke(app, ["simulate", *options, "--database-url", url])
+    assert result.exit_code == 1
+    assert "3 failed requests in a row" in result.stderr and "unknown policy 'nope'" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["errors"]["POST /v1/decisions 422"] >= 3 and summary["decisions"] == 0
+    assert summary["aborted"] is not None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--days", "0"], "--days"),
+        (["--decisions-per-day", "-5"], "--decisions-per-day"),
+        (["--scenario", "apocalypse"], "apocalypse"),
+        (["--id-prefix", "two words"], "visible ASCII"),
+        (["--url", "http://127.0.0.1:9", "--database-url", "sqlite:///x.db"], "--database-url"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(options: list[str], message: str) -> None:
+    result = runner.invoke(app, ["simulate", *options], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_an_unreachable_server_exits_3() -> None:
+    result = runner.invoke(app, ["simulate", "--days", "1", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 3 and "cannot reach http://127.0.0.1:9" in result.stderr
+
+
+def test_help_describes_every_option() -> None:
+    result = runner.invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for param in typer.main.get_command(simulate_command.app).params:
+        assert param.help, f"{param.name} has no help text"
+
+
+def test_the_scenario_choices_are_the_worlds_presets() -> None:
+    assert set(get_args(simulate_command.ScenarioName)) == set(PRESETS)
