@@ -32,12 +32,13 @@ class EvaluatedPolicy:
 
 def candidate_frame(held_out: TrainingSet, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """One row per (held-out decision, candidate action), and the offset of each decision's first row."""
-    assert held_out.actions is not None, "load the training set with with_actions=True"
     records = []
     offsets = [0]
     for i in rows:
         context = held_out.frame.iloc[i]
         plain = {k[2:]: v for k, v in context.items() if k.startswith("c:") and v is not None and v == v}
+        if i not in held_out.actions:
+            raise ValueError(f"row {i}: candidate set not loaded; raise actions_for_last when loading")
         for action in held_out.actions[i]:
             records.append(decision_row(plain, Action(action["id"], action.get("features") or {})))
         offsets.append(len(records))
@@ -69,8 +70,7 @@ def evaluate_policies(
     width = int(sizes.max())
     eligible = np.arange(width)[None, :] < sizes[:, None]
     q = _padded(reward_model.predict_frame(frame), offsets, width, 0.0)
-    chosen = held_out.chosen_index[rows] if held_out.chosen_index is not None else None
-    assert chosen is not None
+    chosen = held_out.chosen_index[rows]
     report: dict[str, Any] = {
         "n": len(rows),
         "logged_reward": float(held_out.rewards[rows].mean()),

@@ -173,7 +173,7 @@ def retrain(
             options.window,
             options.reward_kind,
             generations=generations,
-            with_actions=True,
+            actions_for_last=options.max_eval_rows,
             progress=progress,
         )
     if len(training) < options.min_rows:

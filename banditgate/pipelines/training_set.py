@@ -8,6 +8,7 @@ window is the short-term memory of the Adyen setting: only decisions made in the
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,8 +31,10 @@ class TrainingSet:
     """Matured decisions of one policy in a window, in time order.
 
     ``frame`` has one row per decision (context columns, ``action_id`` and the chosen action's features);
-    the other arrays are aligned with it. ``actions`` (every candidate of each decision, with features) is
-    only loaded when asked for, since evaluation needs it and training does not.
+    the other arrays are aligned with it, ``chosen_index`` being the position of the chosen action in its
+    decision's candidate set. ``actions`` (every candidate, with features) is kept only for the most recent
+    rows asked for, by row number: evaluation needs it, training does not, and for a million decisions it
+    would cost gigabytes.
     """
 
     policy: str
@@ -45,8 +48,8 @@ class TrainingSet:
     propensities: np.ndarray
     generations: np.ndarray
     decided_at: np.ndarray
-    actions: list[list[dict[str, Any]]] | None
-    chosen_index: np.ndarray | None
+    chosen_index: np.ndarray
+    actions: dict[int, list[dict[str, Any]]]
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -77,7 +80,7 @@ def load_training_set(
     window: timedelta,
     reward_kind: str = "authorisation",
     generations: list[int] | None = None,
-    with_actions: bool = False,
+    actions_for_last: int = 0,
     progress: Any = None,
 ) -> TrainingSet:
     """Read the matured decisions of ``policy`` made in ``[as_of - window, as_of)``.
@@ -87,8 +90,8 @@ def load_training_set(
     generations
         Only decisions served by these generations (default: all of them, pooled; each row keeps its own
         logged propensity, so importance weights stay right across generations).
-    with_actions
-        Also load every decision's full candidate set (needed for off-policy evaluation).
+    actions_for_last
+        Keep the full candidate sets of this many most recent matured decisions (for off-policy evaluation).
     progress
         Called with the number of rows read so far (a progress bar's ``update``).
     """
@@ -126,7 +129,7 @@ def load_training_set(
     propensities: list[float] = []
     served_by: list[int] = []
     times: list[datetime] = []
-    all_actions: list[list[dict[str, Any]]] = []
+    recent: deque[tuple[int, list[dict[str, Any]]]] = deque(maxlen=actions_for_last)
     chosen: list[int] = []
     for batch in _batches(session.execute(query.execution_options(yield_per=_FETCH))):
         total += len(batch)
@@ -142,9 +145,9 @@ def load_training_set(
             propensities.append(propensity)
             served_by.append(generation)
             times.append(decided_at)
-            if with_actions:
-                all_actions.append(actions)
-                chosen.append(index)
+            chosen.append(index)
+            if actions_for_last:
+                recent.append((len(ids) - 1, actions))
         if progress is not None:
             progress(len(batch))
     return TrainingSet(
@@ -159,8 +162,8 @@ def load_training_set(
         propensities=np.asarray(propensities, dtype=np.float64),
         generations=np.asarray(served_by, dtype=np.int64),
         decided_at=np.asarray(times, dtype=object),
-        actions=all_actions if with_actions else None,
-        chosen_index=np.asarray(chosen, dtype=np.int64) if with_actions else None,
+        chosen_index=np.asarray(chosen, dtype=np.int64),
+        actions=dict(recent),
     )
 
 
@@ -174,6 +177,7 @@ class _Columns:
 
     def __init__(self) -> None:
         self._columns: dict[str, list[Any]] = {}
+        self._strings: dict[str, str] = {}
         self._rows = 0
 
     def add(self, context: dict[str, Any], action_id: str, features: dict[str, Any]) -> None:
@@ -190,9 +194,13 @@ class _Columns:
             column = self._columns[name] = []
         if len(column) < self._rows:
             column.extend([None] * (self._rows - len(column)))  # the column was absent from earlier rows
+        if isinstance(value, str):
+            value = self._strings.setdefault(value, value)  # one object per distinct category, not per row
         column.append(value)
 
     def frame(self) -> pd.DataFrame:
         for column in self._columns.values():
             column.extend([None] * (self._rows - len(column)))
-        return pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in self._columns.items()})
+        # pandas infers the dtype in C: numbers become float64 or int64 columns (8 bytes a value instead
+        # of a Python object each); strings, and booleans mixed with nulls, stay objects.
+        return pd.DataFrame({name: pd.Series(values) for name, values in self._columns.items()})

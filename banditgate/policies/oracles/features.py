@@ -124,20 +124,25 @@ class FeatureSpace:
         return out
 
     def transform_decision(self, context: Features, actions: Sequence[Action]) -> np.ndarray:
-        """Encode one decision: one row per candidate action. This is the hot path of serving."""
-        row = np.full(len(self.columns), np.nan)
+        """Encode one decision: one row per candidate action. This is the hot path of serving.
+
+        Rows are built as Python lists and converted once: per-cell numpy writes cost more than the encoding.
+        """
+        row = [np.nan] * len(self.columns)
         for key, j, codes in self._context_slots:
             row[j] = _encode(context.get(key), codes)
-        out = np.tile(row, (len(actions), 1))
         id_index, id_codes = self._action_id_slot
-        for i, action in enumerate(actions):
+        rows = []
+        for action in actions:
+            encoded = row.copy()
             if id_index is not None:
-                out[i, id_index] = id_codes.get(action.id, np.nan)
+                encoded[id_index] = id_codes.get(action.id, np.nan)
             features = action.features
             if features:
                 for key, j, codes in self._action_slots:
-                    out[i, j] = _encode(features.get(key), codes)
-        return out
+                    encoded[j] = _encode(features.get(key), codes)
+            rows.append(encoded)
+        return np.array(rows, dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
         return {"numeric": self.numeric, "categorical": self.categorical}
