@@ -22,7 +22,8 @@ from banditgate.service.settings import Settings
 SHOWN_ESTIMATORS = ("snips", "dr", "switch_dr")
 
 
-def _as_of(value: str | None) -> datetime | None:
+def parse_as_of(value: str | None) -> datetime | None:
+    """An ``--as-of`` option: ISO 8601, UTC when no timezone is given."""
     if value is None:
         return None
     try:
@@ -65,7 +66,7 @@ def retrain_command(
     try:
         options = RetrainOptions(
             window=timedelta(days=window_days),
-            as_of=_as_of(as_of),
+            as_of=parse_as_of(as_of),
             reward_kind=reward_kind,
             pool_generations=pool_generations,
             importance_weighting=importance_weighting,
