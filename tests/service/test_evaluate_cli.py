@@ -9,13 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from banditgate.ledger import registry
-from banditgate.ledger.db import make_engine, make_sessionmaker
-from banditgate.ledger.migrate import upgrade
 from banditgate.pipelines.retrain import RetrainOptions, retrain
 from banditgate.service.cli import app
 from banditgate.simulator import PaymentWorld
-from tests.support.ledger_fill import fill
+from tests.support.ledger_fill import simulated_ledger
 
 runner = CliRunner()
 WORLD = PaymentWorld("none", seed=8)
@@ -25,16 +22,15 @@ TRAINED_UNTIL = WORLD.epoch + timedelta(days=3)
 @pytest.fixture
 def environment(tmp_path: Path) -> dict[str, str]:
     """Four simulated days; generation 1 trained on the first three."""
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    sessions = make_sessionmaker(engine)
-    with sessions() as session, session.begin():
-        registry.put_policy(session, "default", registry.PolicySpec(), actor="test")
-    fill(sessions, tmp_path / "artifacts", WORLD, start=WORLD.epoch, days=4, per_day=1000, seed=4)
-    retrain(sessions, tmp_path / "artifacts", "default", RetrainOptions(as_of=TRAINED_UNTIL, window=timedelta(days=3)))
-    engine.dispose()
-    return {"BANDITGATE_DATABASE_URL": url, "BANDITGATE_ARTIFACT_DIR": str(tmp_path / "artifacts")}
+    options = RetrainOptions(as_of=TRAINED_UNTIL, window=timedelta(days=3))
+    return simulated_ledger(
+        tmp_path,
+        WORLD,
+        days=4,
+        per_day=1000,
+        seed=4,
+        then=lambda sessions: retrain(sessions, tmp_path / "artifacts", "default", options),
+    )
 
 
 def test_evaluate_writes_json_and_html_reports(environment: dict[str, str], tmp_path: Path) -> None:

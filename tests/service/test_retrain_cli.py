@@ -9,12 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from banditgate.ledger import registry
-from banditgate.ledger.db import make_engine, make_sessionmaker
-from banditgate.ledger.migrate import upgrade
 from banditgate.service.cli import app
 from banditgate.simulator import PaymentWorld
-from tests.support.ledger_fill import fill
+from tests.support.ledger_fill import simulated_ledger
 
 runner = CliRunner()
 WORLD = PaymentWorld("none", seed=5)
@@ -22,15 +19,7 @@ WORLD = PaymentWorld("none", seed=5)
 
 @pytest.fixture
 def environment(tmp_path: Path) -> dict[str, str]:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    sessions = make_sessionmaker(engine)
-    with sessions() as session, session.begin():
-        registry.put_policy(session, "default", registry.PolicySpec(), actor="test")
-    fill(sessions, tmp_path / "artifacts", WORLD, start=WORLD.epoch, days=3, per_day=1000, seed=2)
-    engine.dispose()
-    return {"BANDITGATE_DATABASE_URL": url, "BANDITGATE_ARTIFACT_DIR": str(tmp_path / "artifacts")}
+    return simulated_ledger(tmp_path, WORLD, days=3, per_day=1000, seed=2)
 
 
 def test_retrain_prints_the_candidate_and_its_ope_report(environment: dict[str, str]) -> None:

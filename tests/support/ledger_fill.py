@@ -6,12 +6,16 @@ HTTP path has its own tests). Rewards are written with the simulated time they w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from banditgate.ledger import registry
+from banditgate.ledger.db import make_engine, make_sessionmaker
+from banditgate.ledger.migrate import upgrade
 from banditgate.ledger.models import Decision, Reward
 from banditgate.service.decider import Decider
 from banditgate.service.policy_cache import PolicyCache
@@ -61,3 +65,29 @@ def fill(
         for i in range(0, len(rewards), 5000):
             session.execute(insert(Reward), rewards[i : i + 5000])
     return {"decisions": len(decisions), "expected_reward": expected / max(len(decisions), 1)}
+
+
+def simulated_ledger(
+    directory: Path,
+    world: PaymentWorld,
+    *,
+    days: int,
+    per_day: int,
+    seed: int,
+    then: Callable[[sessionmaker[Session]], object] | None = None,
+) -> dict[str, str]:
+    """A SQLite ledger in ``directory`` with policy ``default`` and simulated traffic from the world's epoch.
+
+    ``then`` runs on the filled ledger (e.g. a retraining). Returns the environment a command needs to use it.
+    """
+    url = f"sqlite:///{directory / 'ledger.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session, session.begin():
+        registry.put_policy(session, "default", registry.PolicySpec(), actor="test")
+    fill(sessions, directory / "artifacts", world, start=world.epoch, days=days, per_day=per_day, seed=seed)
+    if then is not None:
+        then(sessions)
+    engine.dispose()
+    return {"BANDITGATE_DATABASE_URL": url, "BANDITGATE_ARTIFACT_DIR": str(directory / "artifacts")}
