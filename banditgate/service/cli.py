@@ -17,6 +17,7 @@ from banditgate.service.commands import generations as generation_commands
 from banditgate.service.commands import simulate as simulate_commands
 from banditgate.service.commands.client import DEFAULT_URL, ApiKeyOption, UrlOption, print_json, request
 from banditgate.service.commands.evaluate import evaluate_command
+from banditgate.service.commands.health import health_command
 from banditgate.service.commands.retrain import retrain_command
 from banditgate.service.settings import Settings
 
@@ -35,6 +36,7 @@ app.add_typer(generation_commands.app)
 app.add_typer(simulate_commands.app)
 app.command("retrain")(retrain_command)
 app.command("evaluate")(evaluate_command)
+app.command("health")(health_command)
 
 ConfigOption = Annotated[
     Path | None,

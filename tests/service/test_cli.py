@@ -22,7 +22,7 @@ DECISION = {"decision_id": "cli-1", "context": {"amount_eur": 5.0}, "actions": [
     "command",
     [
         *([], ["serve"], ["decide"], ["reward"], ["policies"], ["policies", "set"], ["db", "upgrade"]),
-        *(["simulate"], ["retrain"], ["promote"], ["rollback"], ["generations"]),
+        *(["simulate"], ["retrain"], ["evaluate"], ["health"], ["promote"], ["rollback"], ["generations"]),
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

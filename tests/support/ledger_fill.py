@@ -36,18 +36,21 @@ def fill(
 ) -> dict[str, float]:
     """Decide ``days * per_day`` simulated transactions with the policy's deployed generation and log them.
 
-    Returns the expected authorisation rate of the logged decisions (the world's truth) and the count.
+    Returns the count and, from the world's truth, the expected authorisation rate of the logged decisions,
+    of uniform random over the same transactions and of always choosing the best action.
     """
     cache = PolicyCache(sessions, artifact_dir)
     cache.refresh()
     decider = Decider(cache, policy)
-    decisions, rewards, expected = [], [], 0.0
+    decisions, rewards, expected, uniform, best = [], [], 0.0, 0.0, 0.0
     for t, tx in world.traffic(start=start, days=days, decisions_per_day=per_day, seed=seed, id_prefix=prefix):
         body = tx.decision_request()
         record, _ = decider.decide(body["context"], body["actions"], body["decision_id"], policy, now=t)
         decisions.append(record.as_row())
         probabilities = dict(zip([a["id"] for a in record.actions], record.probabilities, strict=True))
         expected += tx.expected_reward(probabilities)
+        uniform += tx.expected_reward({a: 1 / len(probabilities) for a in probabilities})
+        best += tx.authorisation_probability(tx.best_action())
         for event in tx.outcome(record.action_id).events:
             rewards.append(
                 {
@@ -64,7 +67,13 @@ def fill(
             session.execute(insert(Decision), decisions[i : i + 5000])
         for i in range(0, len(rewards), 5000):
             session.execute(insert(Reward), rewards[i : i + 5000])
-    return {"decisions": len(decisions), "expected_reward": expected / max(len(decisions), 1)}
+    n = max(len(decisions), 1)
+    return {
+        "decisions": len(decisions),
+        "expected_reward": expected / n,
+        "uniform_reward": uniform / n,
+        "best_reward": best / n,
+    }
 
 
 def simulated_ledger(
