@@ -19,8 +19,6 @@ from banditgate.ledger.types import utcnow
 from banditgate.policies.exploration import make_rule
 from banditgate.policies.oracles import make_oracle, sha256_hex
 
-GENERATION_STATUSES = ("candidate", "deployed", "retired")
-
 
 class UnknownPolicy(LookupError):
     def __init__(self, name: str) -> None:
