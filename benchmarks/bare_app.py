@@ -14,26 +14,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from banditgate.service.schemas import DecisionRequest, DecisionResponse
+from benchmarks.workload import ACTION_IDS
 
-_ACTION_IDS = [
-    "route_nl",
-    "route_de",
-    "route_us",
-    "route_nl+3ds",
-    "route_de+3ds",
-    "route_nl+retry",
-    "route_de+retry",
-    "route_nl+token",
-    "route_us+token",
-    "route_nl+reformat",
-]
-_PROBABILITIES = {action_id: (0.91 if i == 0 else 0.01) for i, action_id in enumerate(_ACTION_IDS)}
+_PROBABILITIES = {action_id: (0.91 if i == 0 else 0.01) for i, action_id in enumerate(ACTION_IDS)}
 
 #: The same shape and about the same size as a real answer for 10 actions.
 FIXED_RESPONSE = DecisionResponse(
     decision_id="6f1c2a7e-8d4b-4b7e-9a51-3c0f2d9e4b18",
-    action_id=_ACTION_IDS[0],
-    propensity=_PROBABILITIES[_ACTION_IDS[0]],
+    action_id=ACTION_IDS[0],
+    propensity=_PROBABILITIES[ACTION_IDS[0]],
     probabilities=_PROBABILITIES,
     policy="default",
     generation=1,

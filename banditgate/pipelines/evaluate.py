@@ -19,32 +19,14 @@ from matplotlib.figure import Figure
 from sqlalchemy.orm import Session, sessionmaker
 
 from banditgate.ledger import registry
-from banditgate.ledger.models import Generation
 from banditgate.ledger.types import utcnow
-from banditgate.pipelines.evaluation import EvaluatedPolicy, evaluate_policies
+from banditgate.pipelines.evaluation import EvaluatedPolicy, evaluate_policies, evaluated_generation
 from banditgate.pipelines.training_set import load_training_set
-from banditgate.policies.exploration import Greedy, Uniform, make_rule
-from banditgate.policies.oracles import RewardOracle, load_oracle
+from banditgate.policies.exploration import Greedy, Uniform
 
 
 class NothingToEvaluate(RuntimeError):
     """No matured decision after the candidate's training window yet."""
-
-
-def _oracle(generation: Generation, artifact_dir: Path) -> RewardOracle:
-    path = Path(generation.artifact_path or "")
-    return load_oracle((path if path.is_absolute() else artifact_dir / path).read_bytes())
-
-
-def _policy(name: str, generation: Generation, config: Any, artifact_dir: Path) -> EvaluatedPolicy:
-    if generation.oracle is None:
-        return EvaluatedPolicy(name, None, Uniform())
-    params = dict(config.exploration_params)
-    if generation.exploration == config.exploration:
-        params.update(generation.exploration_params)
-    return EvaluatedPolicy(
-        name, _oracle(generation, artifact_dir), make_rule(config.exploration, {**params, "floor": config.floor})
-    )
 
 
 def evaluate(
@@ -74,14 +56,15 @@ def evaluate(
             f"(ended {trained_until.isoformat()}); wait for more traffic"
         )
     rows = np.arange(len(logs))[-max_rows:]
-    candidate_policy = _policy("candidate", candidate, config, artifact_dir)
+    candidate_policy = evaluated_generation("candidate", config, candidate, artifact_dir)
+    deployed_policy = evaluated_generation("deployed", config, deployed, artifact_dir)
     policies = [
         candidate_policy,
         EvaluatedPolicy("candidate_greedy", candidate_policy.oracle, Greedy()),
-        _policy("deployed", deployed, config, artifact_dir),
+        deployed_policy,
         EvaluatedPolicy("uniform", None, Uniform()),
     ]
-    reward_model = candidate_policy.oracle or _fallback_model(deployed, artifact_dir)
+    reward_model = candidate_policy.oracle or deployed_policy.oracle
     if reward_model is None:
         raise NothingToEvaluate(f"{policy}: neither generation {number} nor the deployed one has a reward model")
     report = evaluate_policies(logs, rows, policies, reward_model)
@@ -96,10 +79,6 @@ def evaluate(
         }
     )
     return report
-
-
-def _fallback_model(deployed: Generation, artifact_dir: Path) -> RewardOracle | None:
-    return _oracle(deployed, artifact_dir) if deployed.oracle is not None else None
 
 
 def _weight_summary(propensities: np.ndarray) -> dict[str, Any]:

@@ -8,11 +8,14 @@ Switch-DR need). Rows keep their own logged propensity, so logs that mix generat
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from banditgate.ledger.artifacts import generation_rule, load_artifact
+from banditgate.ledger.models import Generation, Policy
 from banditgate.pipelines.training_set import TrainingSet
 from banditgate.policies.actions import Action
 from banditgate.policies.exploration import ExplorationRule, Greedy, Uniform
@@ -30,13 +33,18 @@ class EvaluatedPolicy:
     rule: ExplorationRule
 
 
+def evaluated_generation(name: str, policy: Policy, generation: Generation, artifact_dir: Path) -> EvaluatedPolicy:
+    """A registered generation as it serves: its artifact (sha256 checked) and its rule."""
+    oracle = load_artifact(generation, artifact_dir) if generation.oracle is not None else None
+    return EvaluatedPolicy(name, oracle, generation_rule(policy, generation))
+
+
 def candidate_frame(held_out: TrainingSet, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """One row per (held-out decision, candidate action), and the offset of each decision's first row."""
     records = []
     offsets = [0]
     for i in rows:
-        context = held_out.frame.iloc[i]
-        plain = {k[2:]: v for k, v in context.items() if k.startswith("c:") and v is not None and v == v}
+        plain = held_out.context(i)
         if i not in held_out.actions:
             raise ValueError(f"row {i}: candidate set not loaded; raise actions_for_last when loading")
         for action in held_out.actions[i]:

@@ -38,9 +38,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from banditgate.ledger import registry
+from banditgate.ledger.artifacts import load_artifact
 from banditgate.ledger.models import Decision, Generation
 from banditgate.ledger.types import utcnow
-from banditgate.pipelines.evaluate import _oracle
 from banditgate.pipelines.training_set import load_training_set
 from banditgate.policies.oracles import RewardOracle
 from banditgate.policies.oracles.features import ACTION_ID
@@ -84,7 +84,7 @@ def generation_health(
     for number in numbers:
         generation = generations.get(number)
         if generation is not None and generation.oracle is not None and generation.artifact_path:
-            oracles[number] = _oracle(generation, artifact_dir)
+            oracles[number] = load_artifact(generation, artifact_dir)
         else:
             oracles[number] = None
 

@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from banditgate.ledger import registry
 from banditgate.ledger.models import Generation
 from banditgate.ledger.types import utcnow
-from banditgate.pipelines.evaluation import EvaluatedPolicy, evaluate_policies, standard_policies
+from banditgate.pipelines.evaluation import evaluate_policies, evaluated_generation, standard_policies
 from banditgate.pipelines.training_set import TrainingSet, load_training_set
 from banditgate.policies.actions import Action
-from banditgate.policies.exploration import ExplorationRule, Uniform, make_rule
-from banditgate.policies.oracles import load_oracle, make_oracle
+from banditgate.policies.exploration import ExplorationRule, make_rule
+from banditgate.policies.oracles import make_oracle
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def retrain(
     )
     eval_rows = held_out_rows[-options.max_eval_rows :]
     rule, exploration_params = _exploration(config, oracle, training, eval_rows, options, len(train_rows))
-    deployed_policy = _deployed_policy(deployed, config, artifact_dir)
+    deployed_policy = evaluated_generation("deployed", config, deployed, artifact_dir)
     ope_report = evaluate_policies(training, eval_rows, standard_policies(oracle, rule, deployed_policy), oracle)
     ope_report["as_of"] = as_of.isoformat()
     ope_report["deployed_generation"] = deployed.number
@@ -241,7 +241,7 @@ def _exploration(
         # Scores do not depend on gamma: compute them once for a sample of recent decisions.
         sample_scores = []
         for i in rows[-1000:]:
-            context = {k[2:]: v for k, v in training.frame.iloc[i].items() if k.startswith("c:")}
+            context = training.context(i)
             actions = [Action(a["id"], a.get("features") or {}) for a in training.actions[i]]
             sample_scores.append(oracle.predict_decision(context, actions))
 
@@ -254,18 +254,6 @@ def _exploration(
             params["gamma"] = gamma
     rule = make_rule(config.exploration, {**params, "floor": config.floor})
     return rule, {k: v for k, v in params.items() if k != "floor"}
-
-
-def _deployed_policy(deployed: Generation, config: Any, artifact_dir: Path) -> EvaluatedPolicy:
-    if deployed.oracle is None:
-        return EvaluatedPolicy("deployed", None, Uniform())
-    path = Path(deployed.artifact_path or "")
-    oracle = load_oracle((path if path.is_absolute() else artifact_dir / path).read_bytes())
-    params = dict(config.exploration_params)
-    if deployed.exploration == config.exploration:
-        params.update(deployed.exploration_params)
-    rule = make_rule(config.exploration, {**params, "floor": config.floor})
-    return EvaluatedPolicy("deployed", oracle, rule)
 
 
 def _describe(options: RetrainOptions) -> dict[str, Any]:

@@ -67,6 +67,15 @@ class TrainingSet:
             },
         }
 
+    def context(self, row: int) -> dict[str, Any]:
+        """The context of one decision as it was sent (absent keys stay absent)."""
+        values = self.frame.iloc[row]
+        return {
+            name[len(CONTEXT_PREFIX) :]: value
+            for name, value in values.items()
+            if name.startswith(CONTEXT_PREFIX) and value is not None and value == value  # NaN: absent
+        }
+
     def split(self, fraction: float) -> tuple[np.ndarray, np.ndarray]:
         """Indices of a time split: the first ``1 - fraction`` of rows for training, the rest held out."""
         cut = round(len(self) * (1.0 - fraction))

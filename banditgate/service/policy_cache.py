@@ -14,10 +14,11 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from banditgate.ledger.artifacts import ArtifactError, generation_rule, load_artifact
 from banditgate.ledger.models import Generation, Policy
 from banditgate.ledger.registry import get_generation, list_policies, policy_revisions
-from banditgate.policies.exploration import ExplorationRule, Uniform, make_rule
-from banditgate.policies.oracles import RewardOracle, load_oracle, sha256_hex
+from banditgate.policies.exploration import ExplorationRule
+from banditgate.policies.oracles import RewardOracle
 
 log = logging.getLogger(__name__)
 
@@ -32,35 +33,11 @@ class ServingPolicy:
     revision: int
 
 
-class ArtifactError(RuntimeError):
-    """A generation's artifact is missing or does not match its recorded sha256."""
-
-
-def load_artifact(generation: Generation, artifact_dir: Path) -> RewardOracle:
-    path = Path(generation.artifact_path or "")
-    if not path.is_absolute():
-        path = artifact_dir / path
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ArtifactError(f"cannot read artifact of {generation.policy} gen {generation.number}: {exc}") from exc
-    digest = sha256_hex(data)
-    if digest != generation.artifact_sha256:
-        raise ArtifactError(
-            f"artifact {path} of {generation.policy} gen {generation.number} has sha256 {digest}, "
-            f"registry says {generation.artifact_sha256}: refusing to serve it"
-        )
-    return load_oracle(data)
-
-
 def serving_policy(policy: Policy, generation: Generation, artifact_dir: Path) -> ServingPolicy:
     """Build the in-memory policy for the deployed generation (see :class:`~banditgate.ledger.models.Policy`)."""
+    rule = generation_rule(policy, generation)
     if generation.oracle is None:
-        return ServingPolicy(policy.name, generation.number, Uniform(), None, None, policy.revision)
-    params = dict(policy.exploration_params)
-    if generation.exploration == policy.exploration:
-        params.update({k: v for k, v in generation.exploration_params.items() if k != "floor"})
-    rule = make_rule(policy.exploration, {**params, "floor": policy.floor})
+        return ServingPolicy(policy.name, generation.number, rule, None, None, policy.revision)
     oracle = load_artifact(generation, artifact_dir)
     return ServingPolicy(policy.name, generation.number, rule, oracle, generation.artifact_sha256, policy.revision)
 

@@ -110,7 +110,8 @@ def test_artifact_round_trip_gives_identical_scores(fitted: RewardOracle, data) 
     artifact = fitted.to_bytes()
     restored = load_oracle(artifact)
     assert type(restored) is type(fitted)
-    assert sha256_hex(restored.to_bytes()) == sha256_hex(artifact) or fitted.kind != "lightgbm"
+    if fitted.kind == "lightgbm":  # a text format: saving the restored model gives back the same bytes
+        assert sha256_hex(restored.to_bytes()) == sha256_hex(artifact)
     for context in contexts[:20]:
         np.testing.assert_array_equal(
             restored.predict_decision(context, ACTIONS), fitted.predict_decision(context, ACTIONS)

@@ -78,7 +78,6 @@ def test_acknowledged_decisions_survive_sigkill(database_url: str, tmp_path: Pat
         with engine.connect() as connection:
             stored = set(connection.scalars(select(Decision.decision_id)))
         engine.dispose()
-        assert len(stored) >= len(acknowledged)
         assert set(acknowledged) <= stored, f"{len(set(acknowledged) - stored)} acknowledged decisions were lost"
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             replay = client.post("/v1/decisions", json={**BODY, "decision_id": acknowledged[-1]})
