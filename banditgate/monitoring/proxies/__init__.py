@@ -1,0 +1,1 @@
+"""Label-free proxy indicators of evidence sufficiency (seven categories); see :mod:`.base`."""
