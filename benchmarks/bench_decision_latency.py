@@ -16,7 +16,8 @@ How
     in the service.
 
     To show where the time goes, the parts of a decision are timed the same way on the same inputs:
-    ``Booster.predict(num_threads=1)`` on the already encoded 10x30 float arrays, the encoding
+    ``Booster.predict(num_threads=1)`` on the already encoded 10x30 float arrays (LightGBM's Python API, as a
+    yardstick), the direct C call the oracle makes instead (``LightGBMOracle.predict_matrix``), the encoding
     (``FeatureSpace.transform_decision``), the oracle call (``oracle.predict_decision``), the exploration
     rule, and the bookkeeping (request fingerprint, id + draw).
 
@@ -97,11 +98,11 @@ STEPS = (
     "Action objects",
     "rule.params()",
     "encode (transform_decision)",
-    "Booster.predict",
-    "rule.probabilities",
+    "predict (C call)",
+    "rule.probability_list",
     "uniform_draw",
     "choose",
-    "exploited + tolist",
+    "exploited",
     "copy of actions for the record",
     "request_fingerprint",
     "now_ms",
@@ -131,16 +132,15 @@ def decide_in_steps(
     t.append(clock())
     matrix = oracle.space_.transform_decision(context, candidates)
     t.append(clock())
-    scores = oracle.booster_.predict(matrix, num_threads=1)
+    scores = oracle.predict_matrix(matrix).tolist()
     t.append(clock())
-    probabilities = rule.probabilities(scores)
+    probabilities = rule.probability_list(scores)
     t.append(clock())
     draw = uniform_draw(decision_id, name, serving.generation)
     t.append(clock())
     index = choose(probabilities, draw)
     t.append(clock())
-    _exploited = bool(scores[index] >= scores.max())
-    probability_list = probabilities.tolist()
+    _exploited = scores[index] >= max(scores)
     t.append(clock())
     logged_actions = [{"id": a["id"], "features": dict(a.get("features") or {})} for a in actions]
     t.append(clock())
@@ -154,9 +154,9 @@ def decide_in_steps(
         generation=serving.generation,
         context=dict(context),
         actions=logged_actions,
-        probabilities=probability_list,
+        probabilities=probabilities,
         action_id=candidates[index].id,
-        propensity=probability_list[index],
+        propensity=probabilities[index],
         exploration=rule.name,
         exploration_params=params,
         model_sha256=serving.model_sha256,
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     decider = Decider(cache, POLICY)
     matrices = [space.transform_decision(c, a) for c, a in zip(contexts, candidates, strict=True)]
     columns = matrices[0].shape[1]
-    scores = [served_oracle.predict_decision(c, a) for c, a in zip(contexts, candidates, strict=True)]
+    scores = [served_oracle.predict_decision(c, a).tolist() for c, a in zip(contexts, candidates, strict=True)]
 
     # Sanity: what the decider returns is a valid decision of the deployed generation.
     record, _ = decider.decide(contexts[0], action_sets[0])
@@ -266,12 +266,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "oracle.predict_decision (encoding + predict)": lambda i: served_oracle.predict_decision(
             contexts[i], candidates[i]
         ),
-        "SquareCB.probabilities (floor 0.01)": lambda i: rule.probabilities(scores[i]),
+        f"LightGBMOracle.predict_matrix (the C call), {shape.actions}x{columns}": lambda i: (
+            served_oracle.predict_matrix(matrices[i])
+        ),
+        "SquareCB.probability_list (floor 0.01)": lambda i: rule.probability_list(scores[i]),
         "request_fingerprint (canonical JSON + sha256)": lambda i: request_fingerprint(
             POLICY, contexts[i], action_sets[i]
         ),
         "uuid4 + uniform_draw + choose": lambda i: choose(
-            rule.probabilities(scores[i]), uniform_draw(str(uuid.uuid4()), POLICY, 1)
+            rule.probability_list(scores[i]), uniform_draw(str(uuid.uuid4()), POLICY, 1)
         ),
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
+from collections.abc import Sequence
 from itertools import accumulate
 
 import numpy as np
@@ -27,7 +28,7 @@ def uniform_draw(decision_id: str, policy: str, generation: int) -> float:
     return top / _DENOMINATOR
 
 
-def choose(probabilities: np.ndarray, u: float) -> int:
+def choose(probabilities: Sequence[float] | np.ndarray, u: float) -> int:
     """Index of the action the draw ``u`` selects by inverse-CDF sampling.
 
     The draw is scaled by the cumulative total rather than assumed against 1.0, and ``bisect_right``
@@ -39,5 +40,6 @@ def choose(probabilities: np.ndarray, u: float) -> int:
     """
     # Plain floats: for ten actions numpy's call overhead costs more than the sums. accumulate adds in the same
     # order as np.cumsum, so replays of decisions logged by either agree to the bit.
-    cumulative = list(accumulate(probabilities.tolist()))
+    values = probabilities.tolist() if isinstance(probabilities, np.ndarray) else probabilities
+    cumulative = list(accumulate(values))
     return bisect_right(cumulative, u * cumulative[-1])

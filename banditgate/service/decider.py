@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import orjson
 
 from banditgate.ledger.records import DecisionRecord
@@ -60,8 +59,8 @@ class Decider:
         scores = None
         if serving.oracle is not None:
             try:
-                scores = serving.oracle.predict_decision(context, candidates)
-                probabilities = rule.probabilities(scores)
+                scores = serving.oracle.predict_decision(context, candidates).tolist()
+                probabilities = rule.probability_list(scores)
             except Exception as exc:
                 self.fallbacks += 1
                 log.warning(
@@ -70,20 +69,19 @@ class Decider:
                 scores, rule = None, _FALLBACK
                 params = {**rule.params(), "fallback": f"{type(exc).__name__}: {exc}"[:200]}
         if scores is None:
-            probabilities = rule.probabilities(np.zeros(len(candidates)))
+            probabilities = rule.probability_list([0.0] * len(candidates))
         draw = uniform_draw(decision_id, name, serving.generation)
         index = choose(probabilities, draw)
-        exploited = scores is not None and bool(scores[index] >= scores.max())
-        probability_list = probabilities.tolist()
+        exploited = scores is not None and scores[index] >= max(scores)
         record = DecisionRecord(
             decision_id=decision_id,
             policy=name,
             generation=serving.generation,
             context=dict(context),
             actions=[{"id": a["id"], "features": dict(a.get("features") or {})} for a in actions],
-            probabilities=probability_list,
+            probabilities=probabilities,
             action_id=candidates[index].id,
-            propensity=probability_list[index],
+            propensity=probabilities[index],
             exploration=rule.name,
             exploration_params=params,
             model_sha256=serving.model_sha256,

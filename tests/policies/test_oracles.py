@@ -210,3 +210,27 @@ def test_feature_space_encodes_booleans_nulls_and_categories() -> None:
     assert encoded["c:amount"] == 2.0 and encoded["c:recurring"] == 1.0 and encoded["action_id"] == 1.0
     assert np.isnan(encoded["c:country"]) and np.isnan(encoded["a:fee"])
     assert FeatureSpace.from_dict(space.to_dict()).columns == space.columns
+
+
+def test_decision_encoding_equals_frame_encoding_for_messy_values() -> None:
+    contexts = [
+        {"amount": 1.5, "country": "NL", "recurring": True, "bin": 411111},
+        {"amount": None, "country": "DE", "recurring": False, "bin": 522222},
+        {"amount": 3, "country": 7, "recurring": "yes", "bin": 411111.0},
+        {"country": "ZZ", "extra": "x"},
+    ]
+    actions = [Action("a", {"fee": 1, "network": "visa"}), Action("b"), Action("c", {"fee": "n/a", "network": True})]
+    space = FeatureSpace.fit(records_to_frame(contexts[:2] * 2, [actions[0], actions[1], actions[1], actions[0]]))
+    for context in contexts:
+        by_decision = space.transform_decision(context, actions)
+        by_frame = space.transform_frame(records_to_frame([context] * len(actions), actions))
+        np.testing.assert_array_equal(by_decision, by_frame)
+
+
+def test_lightgbm_decision_scores_are_booster_predict_to_the_bit(data) -> None:
+    frame, rewards, contexts, _ = data
+    oracle = LightGBMOracle(num_boost_round=30, odds_multiplier=1.0).fit(frame, rewards)
+    for context in contexts[:20]:
+        matrix = oracle.space_.transform_decision(context, ACTIONS)
+        expected = oracle.booster_.predict(matrix, num_threads=1)
+        assert oracle.predict_decision(context, ACTIONS).tolist() == expected.tolist()

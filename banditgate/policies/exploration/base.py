@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,6 +16,10 @@ class ExplorationRule(ABC):
     Subclasses implement :meth:`_raw_probabilities`; the base class validates the scores, splits ties
     evenly (so an untrained oracle, whose scores are all equal, yields the uniform distribution under every
     rule) and mixes in the probability floor.
+
+    The arithmetic is on Python floats: a decision has a handful of actions, for which numpy's per-call
+    overhead costs more than the arithmetic (this is on the request path). There is one implementation, so
+    a replay from the log reproduces the logged probabilities to the bit.
 
     Parameters
     ----------
@@ -30,23 +36,25 @@ class ExplorationRule(ABC):
     def __init__(self, floor: float = 0.0) -> None:
         self.floor = number_parameter("floor", floor, low=0.0, high=1.0)
 
-    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+    def probabilities(self, scores: Sequence[float] | np.ndarray) -> np.ndarray:
         """Probability of each action, in the order of ``scores`` (higher score = better action)."""
-        scores = np.asarray(scores, dtype=np.float64)
-        if scores.ndim != 1 or scores.size == 0:
-            raise ValueError("scores must be a non-empty 1-d array")
-        if not np.all(np.isfinite(scores)):
-            raise ValueError("scores must be finite")
-        p = self._raw_probabilities(scores)
-        k = scores.size
+        return np.array(self.probability_list(scores))
+
+    def probability_list(self, scores: Sequence[float] | np.ndarray) -> list[float]:
+        """:meth:`probabilities` as a list of floats (what a decision logs)."""
+        values = _finite_scores(scores)
+        p = self._raw_probabilities(values)
+        k = len(values)
         floor = min(self.floor, 1.0 / k)
         if floor > 0.0:
-            p = floor + (1.0 - k * floor) * p
+            rest = 1.0 - k * floor
+            p = [floor + rest * x for x in p]
         # Renormalise to absorb floating-point drift so the vector sums to 1 within 1e-12.
-        return p / p.sum()
+        total = sum(p)
+        return [x / total for x in p]
 
     @abstractmethod
-    def _raw_probabilities(self, scores: np.ndarray) -> np.ndarray:
+    def _raw_probabilities(self, scores: list[float]) -> list[float]:
         """Probabilities before the floor is applied; must sum to one."""
 
     def params(self) -> dict[str, Any]:
@@ -75,12 +83,25 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def best_actions_mask(scores: np.ndarray) -> np.ndarray:
-    """Boolean mask of the actions tied for the highest score."""
-    return scores >= scores.max()
+def _finite_scores(scores: Sequence[float] | np.ndarray) -> list[float]:
+    if isinstance(scores, np.ndarray):
+        if scores.ndim != 1:
+            raise ValueError("scores must be a non-empty 1-d array")
+        values = scores.astype(np.float64, copy=False).tolist()
+    else:
+        try:
+            values = [float(x) for x in scores]
+        except (TypeError, ValueError):
+            raise ValueError("scores must be a non-empty 1-d sequence of numbers") from None
+    if not values:
+        raise ValueError("scores must be a non-empty 1-d array")
+    if not all(map(math.isfinite, values)):
+        raise ValueError("scores must be finite")
+    return values
 
 
-def greedy_distribution(scores: np.ndarray) -> np.ndarray:
+def greedy_distribution(scores: list[float]) -> list[float]:
     """All mass on the best action, split evenly among ties."""
-    best = best_actions_mask(scores)
-    return best / best.sum()
+    top = max(scores)
+    share = 1.0 / sum(1 for x in scores if x >= top)
+    return [share if x >= top else 0.0 for x in scores]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from banditgate.policies.exploration.base import ExplorationRule, greedy_distribution, number_parameter
 
 
@@ -38,9 +36,10 @@ class EpsilonGreedy(ExplorationRule):
         super().__init__(floor=floor)
         self.epsilon = number_parameter("epsilon", epsilon, low=0.0, high=1.0)
 
-    def _raw_probabilities(self, scores: np.ndarray) -> np.ndarray:
-        k = scores.size
-        return self.epsilon / k + (1.0 - self.epsilon) * greedy_distribution(scores)
+    def _raw_probabilities(self, scores: list[float]) -> list[float]:
+        explore = self.epsilon / len(scores)
+        exploit = 1.0 - self.epsilon
+        return [explore + exploit * g for g in greedy_distribution(scores)]
 
     def params(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon, **super().params()}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from banditgate.policies.exploration.base import ExplorationRule, greedy_distribution
 
 
@@ -23,5 +21,5 @@ class Greedy(ExplorationRule):
     name = "greedy"
     greedy = True
 
-    def _raw_probabilities(self, scores: np.ndarray) -> np.ndarray:
+    def _raw_probabilities(self, scores: list[float]) -> list[float]:
         return greedy_distribution(scores)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
-
-import numpy as np
 
 from banditgate.policies.exploration.base import ExplorationRule, number_parameter
 
@@ -42,10 +41,12 @@ class Softmax(ExplorationRule):
         if self.temperature == 0.0:
             raise ValueError("temperature must be strictly positive, got 0")
 
-    def _raw_probabilities(self, scores: np.ndarray) -> np.ndarray:
+    def _raw_probabilities(self, scores: list[float]) -> list[float]:
         # Subtracting the max keeps exp() from overflowing; it does not change the distribution.
-        z = np.exp((scores - scores.max()) / self.temperature)
-        return z / z.sum()
+        top = max(scores)
+        z = [math.exp((x - top) / self.temperature) for x in scores]
+        total = sum(z)
+        return [x / total for x in z]
 
     def params(self) -> dict[str, Any]:
         return {"temperature": self.temperature, **super().params()}

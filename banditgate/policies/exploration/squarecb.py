@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from banditgate.policies.exploration.base import ExplorationRule, best_actions_mask, number_parameter
+from banditgate.policies.exploration.base import ExplorationRule, number_parameter
 
 
 class SquareCB(ExplorationRule):
@@ -43,13 +41,13 @@ class SquareCB(ExplorationRule):
         super().__init__(floor=floor)
         self.gamma = number_parameter("gamma", gamma, low=0.0)
 
-    def _raw_probabilities(self, scores: np.ndarray) -> np.ndarray:
-        k = scores.size
-        best = best_actions_mask(scores)
-        gaps = scores.max() - scores
-        p = np.where(best, 0.0, 1.0 / (k + self.gamma * gaps))
-        p[best] = (1.0 - p.sum()) / best.sum()
-        return p
+    def _raw_probabilities(self, scores: list[float]) -> list[float]:
+        k = len(scores)
+        top = max(scores)
+        gamma = self.gamma
+        p = [0.0 if x >= top else 1.0 / (k + gamma * (top - x)) for x in scores]
+        share = (1.0 - sum(p)) / sum(1 for x in scores if x >= top)
+        return [share if x >= top else q for x, q in zip(scores, p, strict=True)]
 
     def params(self) -> dict[str, Any]:
         return {"gamma": self.gamma, **super().params()}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from banditgate.policies.exploration.base import ExplorationRule
 
 
@@ -22,5 +20,6 @@ class Uniform(ExplorationRule):
 
     name = "uniform"
 
-    def _raw_probabilities(self, scores: np.ndarray) -> np.ndarray:
-        return np.full(scores.size, 1.0 / scores.size)
+    def _raw_probabilities(self, scores: list[float]) -> list[float]:
+        k = len(scores)
+        return [1.0 / k] * k

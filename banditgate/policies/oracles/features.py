@@ -84,9 +84,17 @@ class FeatureSpace:
         self._index = {c: i for i, c in enumerate(self.columns)}
         context_cols = [c for c in self.columns if c.startswith(CONTEXT_PREFIX)]
         action_cols = [c for c in self.columns if c.startswith(ACTION_PREFIX)]
-        self._context_slots = [(c[len(CONTEXT_PREFIX) :], self._index[c], self._codes.get(c)) for c in context_cols]
-        self._action_slots = [(c[len(ACTION_PREFIX) :], self._index[c], self._codes.get(c)) for c in action_cols]
+        self._context_slots = self._slots(context_cols, CONTEXT_PREFIX)
+        self._action_slots = self._slots(action_cols, ACTION_PREFIX)
         self._action_id_slot = (self._index.get(ACTION_ID), self._codes.get(ACTION_ID, {}))
+
+    def _slots(
+        self, columns: list[str], prefix: str
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int, dict[str, float]]]]:
+        """(key, column index) of the numeric columns and (key, column index, codes) of the categorical ones."""
+        numeric = [(c[len(prefix) :], self._index[c]) for c in columns if c not in self._codes]
+        categorical = [(c[len(prefix) :], self._index[c], self._codes[c]) for c in columns if c in self._codes]
+        return numeric, categorical
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, max_categories: int = 1000) -> FeatureSpace:
@@ -129,18 +137,15 @@ class FeatureSpace:
         Rows are built as Python lists and converted once: per-cell numpy writes cost more than the encoding.
         """
         row = [np.nan] * len(self.columns)
-        for key, j, codes in self._context_slots:
-            row[j] = _encode(context.get(key), codes)
+        _fill(row, context, self._context_slots)
         id_index, id_codes = self._action_id_slot
         rows = []
         for action in actions:
             encoded = row.copy()
             if id_index is not None:
                 encoded[id_index] = id_codes.get(action.id, np.nan)
-            features = action.features
-            if features:
-                for key, j, codes in self._action_slots:
-                    encoded[j] = _encode(features.get(key), codes)
+            if action.features:
+                _fill(encoded, action.features, self._action_slots)
             rows.append(encoded)
         return np.array(rows, dtype=np.float64)
 
@@ -152,11 +157,21 @@ class FeatureSpace:
         return cls(numeric=list(data["numeric"]), categorical={k: list(v) for k, v in data["categorical"].items()})
 
 
-def _encode(value: Scalar, codes: dict[str, float] | None) -> float:
-    if value is None:
-        return np.nan
-    if codes is not None:
-        return codes.get(category_key(value), np.nan)
-    if isinstance(value, str):
-        return np.nan
-    return float(value)
+def _fill(
+    row: list[float],
+    values: Features,
+    slots: tuple[list[tuple[str, int]], list[tuple[str, int, dict[str, float]]]],
+) -> None:
+    """Write the encoded ``values`` into ``row`` (which holds NaN where nothing is written).
+
+    A missing or null value stays NaN; so does a string in a numeric column and an unseen category.
+    """
+    numeric, categorical = slots
+    for key, j in numeric:
+        value = values.get(key)
+        if value is not None and not isinstance(value, str):
+            row[j] = float(value)
+    for key, j, codes in categorical:
+        value = values.get(key)
+        if value is not None:
+            row[j] = codes.get(value if type(value) is str else category_key(value), np.nan)
