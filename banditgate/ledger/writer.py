@@ -1,10 +1,13 @@
 """One batching writer per process: group commit for decisions, short serialised transactions for the rest.
 
-Async request handlers hand their rows to the writer and await the commit. The writer runs on the event
-loop itself: everything queued while the loop handled one round of ready sockets is committed in one
-transaction right after, so one fsync serves many decisions and each response still waits for its own row
-to be durable. Running on the loop, rather than on a thread, matters: a writer thread has to win the GIL
-back from a busy loop after every database call, which measured three times slower under load.
+Async request handlers hand their rows to the writer and await the commit. The writer works on the event
+loop itself: everything queued while the loop handled one round of ready sockets goes into one transaction
+right after, so one fsync serves many decisions and each response still waits for its own row to be
+durable. The statements run on the loop: a writer thread would have to win the GIL back from a busy loop
+after every database call, which measured three times slower under load. Only the COMMIT itself, which is
+an fsync (SQLite) or a round trip (PostgreSQL) and releases the GIL, waits on a thread of its own, so the
+loop goes on parsing and deciding the next requests meanwhile; they form the next batch. One transaction
+is in flight at a time.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -70,21 +73,31 @@ class BatchingWriter:
         self._commit_interval = commit_interval
         self._last_flush = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._committer: ThreadPoolExecutor | None = None
         self._decisions: list[_DecisionJob] = []
         self._calls: list[_CallJob] = []
         self._scheduled = False
+        self._flushing: asyncio.Task[None] | None = None
         self.batches_committed = 0
 
     def start(self) -> None:
         """Attach to the running event loop; call from inside it."""
         self._loop = asyncio.get_running_loop()
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
 
     async def stop(self) -> None:
         """Write everything already queued, then refuse new work."""
-        if self._loop is not None:
-            while self._decisions or self._calls:
-                self._flush()
-            self._loop = None
+        if self._loop is None:
+            return
+        while self._flushing is not None or self._decisions or self._calls:
+            if self._flushing is None:
+                self._start_flush()
+            if self._flushing is not None:
+                await asyncio.shield(self._flushing)
+        self._loop = None
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
+            self._committer = None
 
     async def write_decision(self, record: DecisionRecord) -> DecisionRecord:
         """Make ``record`` durable; if its ``decision_id`` was logged before, return the stored record."""
@@ -129,27 +142,42 @@ class BatchingWriter:
         self._scheduled = True
         wait = self._last_flush + self._commit_interval - self._loop.time()
         if wait > 0:
-            self._loop.call_later(wait, self._flush)
+            self._loop.call_later(wait, self._start_flush)
         else:
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._start_flush)
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        if self._loop is not None:
-            self._last_flush = self._loop.time()
-        decisions, self._decisions = self._decisions[: self._max_batch], self._decisions[self._max_batch :]
-        calls, self._calls = self._calls, []
-        if decisions:
-            self._commit_decisions(decisions)
-        for job in calls:
-            self._run_call(job)
-        if self._decisions or self._calls:
-            self._schedule()
+    def _start_flush(self) -> None:
+        if self._flushing is None and self._loop is not None:
+            self._flushing = self._loop.create_task(self._flush())
 
-    def _commit_decisions(self, jobs: list[_DecisionJob]) -> None:
+    async def _flush(self) -> None:
+        try:
+            if self._loop is not None:
+                self._last_flush = self._loop.time()
+            decisions, self._decisions = self._decisions[: self._max_batch], self._decisions[self._max_batch :]
+            calls, self._calls = self._calls, []
+            if decisions:
+                await self._commit_decisions(decisions)
+            for job in calls:
+                await self._run_call(job)
+        finally:
+            self._flushing = None
+            self._scheduled = False
+            if self._decisions or self._calls:
+                self._schedule()
+
+    async def _commit(self, commit: Callable[[], None]) -> None:
+        """Run ``commit`` on the commit thread; the loop serves other requests meanwhile."""
+        loop, committer = self._loop, self._committer
+        if loop is None or committer is None:
+            commit()
+        else:
+            await loop.run_in_executor(committer, commit)
+
+    async def _commit_decisions(self, jobs: list[_DecisionJob]) -> None:
         for attempt in range(1, _RETRIES + 1):
             try:
-                stored = self._insert_new(jobs)
+                stored = await self._insert_new(jobs)
             except (IntegrityError, OperationalError) as exc:
                 # Another process logged one of these ids between our read and our insert, or SQLite stayed
                 # locked past its busy timeout: read again and retry.
@@ -162,7 +190,7 @@ class BatchingWriter:
                     # One row the database refuses must not fail the others of its batch: write them one by one.
                     log.warning("decision batch of %d failed (%s); writing its rows one by one", len(jobs), exc)
                     for job in jobs:
-                        self._commit_decisions([job])
+                        await self._commit_decisions([job])
                     return
                 log.exception("decision %s could not be logged", jobs[0].record.decision_id)
                 _fail(jobs, exc)
@@ -174,7 +202,7 @@ class BatchingWriter:
                         job.future.set_result(stored[job.record.decision_id])
                 return
 
-    def _insert_new(self, jobs: list[_DecisionJob]) -> dict[str, DecisionRecord]:
+    async def _insert_new(self, jobs: list[_DecisionJob]) -> dict[str, DecisionRecord]:
         """Insert the batch in one statement; ids already in the log keep their stored record.
 
         ``INSERT ... ON CONFLICT DO NOTHING RETURNING decision_id`` tells in one round trip which rows are
@@ -183,18 +211,32 @@ class BatchingWriter:
         stored: dict[str, DecisionRecord] = {}
         for job in jobs:
             stored.setdefault(job.record.decision_id, job.record)  # the first of a repeated id wins
-        with self._engine.begin() as connection:
-            inserted = set(connection.scalars(self._insert, [record.as_row() for record in stored.values()]))
-            conflicts = [decision_id for decision_id in stored if decision_id not in inserted]
-            if conflicts:
-                rows = connection.execute(select(Decision.__table__).where(Decision.decision_id.in_(conflicts)))
-                stored.update({row.decision_id: DecisionRecord.from_row(row) for row in rows})
+        with self._engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                inserted = set(connection.scalars(self._insert, [record.as_row() for record in stored.values()]))
+                conflicts = [decision_id for decision_id in stored if decision_id not in inserted]
+                if conflicts:
+                    rows = connection.execute(select(Decision.__table__).where(Decision.decision_id.in_(conflicts)))
+                    stored.update({row.decision_id: DecisionRecord.from_row(row) for row in rows})
+                await self._commit(transaction.commit)
+            except BaseException:
+                if transaction.is_active:
+                    transaction.rollback()
+                raise
         return stored
 
-    def _run_call(self, job: _CallJob) -> None:
+    async def _run_call(self, job: _CallJob) -> None:
         try:
-            with self._sessions() as session, session.begin():
-                result = job.fn(session)
+            with self._sessions() as session:
+                session.begin()
+                try:
+                    result = job.fn(session)
+                    session.flush()
+                    await self._commit(session.commit)
+                except BaseException:
+                    session.rollback()
+                    raise
         except Exception as exc:
             if not job.future.done():
                 job.future.set_exception(exc)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from banditgate.service.settings import Settings
 from tests.conftest import API_KEY
 from tests.support.server import LiveServer
 
@@ -52,3 +54,14 @@ def test_metrics_count_decisions_per_policy_generation_action_and_exploration(se
         if s.labels["route"] == "/v1/decisions"
     }
     assert {"200", "422"} <= statuses
+
+
+def test_serving_collects_young_garbage_less_often(settings: Settings) -> None:
+    before = gc.get_threshold()
+    gc.set_threshold(700, *before[1:])
+    try:
+        with LiveServer(settings.model_copy(update={"gc_threshold": 12_345})) as live, live.client() as client:
+            assert client.get("/healthz").status_code == 200
+            assert gc.get_threshold() == (12_345, *before[1:])
+    finally:
+        gc.set_threshold(*before)
