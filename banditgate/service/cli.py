@@ -16,6 +16,7 @@ from banditgate import __version__
 from banditgate.service.commands import generations as generation_commands
 from banditgate.service.commands import simulate as simulate_commands
 from banditgate.service.commands.client import DEFAULT_URL, ApiKeyOption, UrlOption, print_json, request
+from banditgate.service.commands.blind_period import blind_period_command
 from banditgate.service.commands.evaluate import evaluate_command
 from banditgate.service.commands.health import health_command
 from banditgate.service.commands.retrain import retrain_command
@@ -37,6 +38,7 @@ app.add_typer(simulate_commands.app)
 app.command("retrain")(retrain_command)
 app.command("evaluate")(evaluate_command)
 app.command("health")(health_command)
+app.command("blind-period")(blind_period_command)
 
 ConfigOption = Annotated[
     Path | None,

@@ -83,3 +83,10 @@ def test_db_upgrade(tmp_path: Path) -> None:
 def test_invalid_settings_are_reported(tmp_path: Path) -> None:
     result = runner.invoke(app, ["db", "upgrade"], env={"BANDITGATE_SQLITE_SYNCHRONOUS": "SOMETIMES"})
     assert result.exit_code == 2 and "sqlite_synchronous" in result.output
+
+
+def test_blind_period_is_a_banditgate_command() -> None:
+    args = ["blind-period", "--scenario", "none", "--days", "60", "--preset", "fraud", "--tau-r", "0.15"]
+    result = runner.invoke(app, [*args, "--r0", "0.1333", "--json"])
+    assert result.exit_code == 0, result.output
+    assert round(json.loads(result.stdout)["days"][60]["S"], 3) == 0.418
