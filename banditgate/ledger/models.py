@@ -125,3 +125,24 @@ class AuditEvent(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GateEvaluation(Base):
+    """One evaluation of the sufficiency gate for a generation, as of a point in time, with its full report.
+
+    A promotion refers to the evaluation it relied on (``AuditEvent.details["gate"]["evaluation_id"]``), so
+    the evidence behind every deployment stays readable as it was when the decision was made.
+    """
+
+    __tablename__ = "gate_evaluations"
+    __table_args__ = (Index("ix_gate_evaluations_policy_generation", "policy", "generation", "computed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    policy: Mapped[str] = mapped_column(ForeignKey("policies.name"))
+    generation: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[datetime] = mapped_column()
+    computed_at: Mapped[datetime] = mapped_column()
+    level: Mapped[str] = mapped_column(String(16))  # SUFFICIENT | DEGRADED | INSUFFICIENT
+    score: Mapped[float] = mapped_column(Float)
+    score_proxy: Mapped[float] = mapped_column(Float)
+    report: Mapped[dict[str, Any]] = mapped_column()

@@ -240,11 +240,15 @@ class SufficiencyParameters:
 _PARAMETER_NAMES: tuple[str, ...] = tuple(f.name for f in fields(SufficiencyParameters))
 
 #: Named starting points. ``default`` weighs the dimensions equally with the fraud decay of 0.02/day, because
-#: the late labels of payments data (fraud reports, chargebacks) age like the paper's fraud labels; ``fraud``
-#: and ``credit`` are the paper's (credit labels, defaults, mature over months: lambda 0.005/day).
+#: the late labels of payments data (fraud reports, chargebacks) age like the paper's fraud labels, and judges
+#: reliability by calibration (``1 - ECE``): a routing oracle's scores drive the exploration rule through
+#: their gaps, so what must hold is that they are right as probabilities, and a calibrated authorisation
+#: model reads close to 1 where its Brier skill (discrimination at ~85% authorisation) would read 0.1-0.3
+#: against ``tau_r = 0.7``. ``fraud`` and ``credit`` are the paper's weights (credit labels, defaults,
+#: mature over months: lambda 0.005/day).
 PRESETS: Mapping[str, SufficiencyParameters] = MappingProxyType(
     {
-        "default": SufficiencyParameters(),
+        "default": SufficiencyParameters(reliability_metric="calibration"),
         "fraud": SufficiencyParameters(weights=Weights(0.20, 0.30, 0.30, 0.20), freshness_lambda=0.02),
         "credit": SufficiencyParameters(weights=Weights(0.25, 0.20, 0.25, 0.30), freshness_lambda=0.005),
     }

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 from matplotlib.figure import Figure
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -88,7 +88,8 @@ def _weight_summary(propensities: np.ndarray) -> dict[str, Any]:
 
 def render_html(report: dict[str, Any]) -> str:
     """The report as a standalone HTML page (plots embedded as PNG: no network needed to view it)."""
-    environment = Environment(loader=PackageLoader("banditgate.pipelines"), autoescape=select_autoescape())
+    # autoescape=True: select_autoescape() decides by file extension and would leave *.j2 unescaped.
+    environment = Environment(loader=PackageLoader("banditgate.pipelines"), autoescape=True)
     return environment.get_template("evaluation.html.j2").render(
         report=report, estimates_plot=_estimates_plot(report), weights_plot=_weights_plot(report)
     )

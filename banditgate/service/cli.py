@@ -15,9 +15,10 @@ from pydantic import ValidationError
 from banditgate import __version__
 from banditgate.service.commands import generations as generation_commands
 from banditgate.service.commands import simulate as simulate_commands
-from banditgate.service.commands.client import DEFAULT_URL, ApiKeyOption, UrlOption, print_json, request
 from banditgate.service.commands.blind_period import blind_period_command
+from banditgate.service.commands.client import DEFAULT_URL, ApiKeyOption, UrlOption, print_json, request
 from banditgate.service.commands.evaluate import evaluate_command
+from banditgate.service.commands.gate import gate_command
 from banditgate.service.commands.health import health_command
 from banditgate.service.commands.retrain import retrain_command
 from banditgate.service.settings import Settings
@@ -39,6 +40,7 @@ app.command("retrain")(retrain_command)
 app.command("evaluate")(evaluate_command)
 app.command("health")(health_command)
 app.command("blind-period")(blind_period_command)
+app.command("gate")(gate_command)
 
 ConfigOption = Annotated[
     Path | None,

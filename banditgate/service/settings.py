@@ -12,6 +12,11 @@ Example ``banditgate.toml``::
     exploration = "squarecb"
     exploration_params = { gamma = 200.0 }
     floor = 0.01
+
+    [policies.default.gate]            # the sufficiency gate of this policy (default: [gate])
+    preset = "fraud"
+    parameters = { tau_r = 0.15, reliability_metric = "f1" }
+    reward_kind = "chargeback"
 """
 
 from __future__ import annotations
@@ -21,17 +26,52 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from banditgate.ledger.registry import PolicySpec
+from banditgate.monitoring.gate import GateOptions
+from banditgate.monitoring.sufficiency import preset
 
 CONFIG_ENV = "BANDITGATE_CONFIG"
 POLICY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
+class GateSettings(BaseModel):
+    """How the sufficiency gate judges a policy's generations (see :class:`~banditgate.monitoring.gate.GateOptions`).
+
+    ``parameters`` overrides fields of the preset: ``weights`` (a mapping of the four dimensions), ``tau_c``,
+    ``tau_r``, ``freshness_lambda``, ``ks_cap``, ``reliability_metric``, ``sufficient``, ``degraded``,
+    ``min_segment_size``, ``recent_labels``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Literal["default", "fraud", "credit"] = "default"
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    window_days: float = Field(default=30.0, gt=0.0, le=3650.0)
+    reward_kind: str = "authorisation"
+    early_kind: str = "authorisation"
+    segment_keys: list[str] = Field(default_factory=lambda: ["issuer_country"])
+    sample_size: int = Field(default=20_000, ge=100, le=10_000_000)
+    max_age_hours: float = Field(
+        default=24.0, gt=0.0, description="a promotion relies on a gate evaluation computed at most this long ago"
+    )
+
+    @model_validator(mode="after")
+    def _valid_options(self) -> GateSettings:
+        self.options()
+        return self
+
+    def options(self, **changes: Any) -> GateOptions:
+        """The gate options these settings describe (``changes`` override fields, e.g. ``window_days``)."""
+        values = {**self.model_dump(exclude={"max_age_hours"}), **changes}
+        parameters = preset(values.pop("preset"), **values.pop("parameters"))
+        return GateOptions(parameters=parameters, **{**values, "segment_keys": tuple(values["segment_keys"])})
+
+
 class PolicySettings(BaseModel):
-    """A policy to create at start-up if the database does not have it yet."""
+    """A policy to create at start-up if the database does not have it yet, and how its gate judges it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -41,9 +81,10 @@ class PolicySettings(BaseModel):
     oracle: str = "lightgbm"
     oracle_params: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
+    gate: GateSettings | None = Field(default=None, description="this policy's gate (default: the global one)")
 
     def spec(self) -> PolicySpec:
-        return PolicySpec(**self.model_dump())
+        return PolicySpec(**self.model_dump(exclude={"gate"}))
 
 
 class Settings(BaseSettings):
@@ -62,6 +103,7 @@ class Settings(BaseSettings):
     policy_refresh_seconds: float = Field(default=2.0, gt=0.0, le=3600.0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    gate: GateSettings = Field(default_factory=GateSettings, description="the sufficiency gate of every policy")
     gc_threshold: int = Field(
         default=50_000,
         ge=0,
@@ -81,6 +123,11 @@ class Settings(BaseSettings):
             if not re.match(POLICY_NAME_PATTERN, name):
                 raise ValueError(f"invalid policy name {name!r}: letters, digits, '_', '.', '-', at most 64")
         return value
+
+    def gate_for(self, policy: str) -> GateSettings:
+        """The gate settings of ``policy``: its own if configured, else the global ones."""
+        configured = self.policies.get(policy)
+        return configured.gate if configured is not None and configured.gate is not None else self.gate
 
     @classmethod
     def settings_customise_sources(

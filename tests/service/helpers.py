@@ -6,10 +6,12 @@ import asyncio
 
 import numpy as np
 
-from banditgate.ledger import registry
+from banditgate.ledger import promotion, registry
 from banditgate.policies.actions import Action
 from banditgate.policies.oracles import LightGBMOracle, RewardOracle, records_to_frame
+from banditgate.service.routes.generations import promotion_gate
 from banditgate.service.runtime import Runtime
+from tests.support.server import LiveServer
 
 ACTIONS = [
     {"id": "route_a", "features": {"fee_bps": 10}},
@@ -57,3 +59,8 @@ def deploy(runtime: Runtime, policy: str, oracle: RewardOracle, exploration_para
     number = runtime.writer.submit(register).result(timeout=30)
     asyncio.run(runtime.refresh_policies())
     return number
+
+
+def without_gate(server: LiveServer) -> None:
+    """Promote without the sufficiency gate: for tests of the mechanics of promotion (the gate has its own)."""
+    server.app.dependency_overrides[promotion_gate] = lambda: promotion.NO_GATE

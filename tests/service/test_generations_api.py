@@ -16,12 +16,19 @@ from banditgate.ledger.models import Generation, Policy
 from banditgate.service.cli import app as cli
 from banditgate.service.routes import generations
 from tests.conftest import API_KEY
-from tests.service.helpers import ACTIONS, train_oracle
+from tests.service.helpers import ACTIONS, train_oracle, without_gate
 from tests.support.server import LiveServer
 
 ADMIN = {"X-API-Key": API_KEY, "X-Actor": "alice"}
 DECISION = {"context": {"amount_eur": 20.0, "issuer_country": "NL"}, "actions": ACTIONS}
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _ungated(request: pytest.FixtureRequest) -> None:
+    """These tests are about the mechanics of promotion; the sufficiency gate has its own tests."""
+    if "server" in request.fixturenames:
+        without_gate(request.getfixturevalue("server"))
 
 
 @functools.cache

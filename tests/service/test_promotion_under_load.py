@@ -33,6 +33,7 @@ API_KEY = "load-test-key"
 LOAD_SECONDS = 15.0
 PROMOTE_AFTER = 7.0
 IN_FLIGHT = 8  # concurrent requests per server
+OVERRIDE = {"by": "load-test", "reason": "mechanics of the switch under load", "until": "2999-01-01T00:00:00Z"}
 BODY = {"context": {"amount_eur": 20.0, "issuer_country": "NL"}, "actions": ACTIONS}
 
 
@@ -123,9 +124,11 @@ async def run_load(urls: dict[str, str]) -> tuple[list[Sample], float, float, ht
     async def promoter(client: httpx.AsyncClient) -> tuple[float, float, httpx.Response]:
         await asyncio.sleep(PROMOTE_AFTER)
         sent = time.perf_counter()
+        # The candidate has no evidence behind it (nothing was decided with it): an override lets it through,
+        # on the evaluation stored before the load, so nothing is computed while requests are in flight.
         response = await client.post(
             "/v1/policies/default/generations/1/promote",
-            json={"reason": "load test"},
+            json={"reason": "load test", "override": OVERRIDE},
             headers={"X-API-Key": API_KEY, "X-Actor": "load-test"},
         )
         return sent, time.perf_counter(), response
@@ -162,6 +165,11 @@ def test_two_servers_switch_generation_under_load_without_failing_a_request(data
                 process, urls[name] = start_server(database_url, artifact_dir, log)
                 processes.append(process)
             digest = register_candidate(database_url, artifact_dir)
+            # As a cron job would: the gate evaluation promotion relies on is computed and stored beforehand.
+            stored = httpx.get(
+                f"{urls['A']}/v1/policies/default/generations/1/gate", params={"store": True}, timeout=120
+            )
+            assert stored.status_code == 200, stored.text
             samples, promote_sent, promote_done, response = asyncio.run(run_load(urls))
         finally:
             for process in processes:

@@ -21,12 +21,33 @@ def promote(
     generation: Annotated[int, typer.Option("--generation", min=0, help="the candidate generation to deploy")],
     reason: ReasonOption,
     actor: ActorOption = None,
+    override_by: Annotated[
+        str | None, typer.Option(help="promote without SUFFICIENT evidence: who takes the responsibility")
+    ] = None,
+    override_reason: Annotated[str | None, typer.Option(help="why the override (kept with the promotion)")] = None,
+    override_until: Annotated[
+        str | None, typer.Option(help="when the override expires (ISO 8601 with a time zone, e.g. 2026-12-31T00:00Z)")
+    ] = None,
     url: UrlOption = DEFAULT_URL,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Deploy a candidate generation; the deployed one is retired (admin: needs the API key)."""
+    """Deploy a candidate generation; the deployed one is retired (admin: needs the API key).
+
+    The sufficiency gate must say SUFFICIENT (the service computes an evaluation if it has no recent one);
+    otherwise the refusal prints the gate's report and exits 1, unless an override names who, why and until
+    when (all three --override options).
+    """
+    body: dict[str, Any] = {"reason": reason}
+    given = [v is not None for v in (override_by, override_reason, override_until)]
+    if any(given) and not all(given):
+        typer.secho(
+            "an override needs all of --override-by, --override-reason and --override-until", fg="red", err=True
+        )
+        raise typer.Exit(2)
+    if all(given):
+        body["override"] = {"by": override_by, "reason": override_reason, "until": override_until}
     path = f"/v1/policies/{policy}/generations/{generation}/promote"
-    transition = request("POST", url, path, api_key=_need(api_key), actor=actor, json={"reason": reason})
+    transition = request("POST", url, path, api_key=_need(api_key), actor=actor, json=body)
     _report(transition)
 
 

@@ -13,16 +13,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import warnings
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy.orm import Session
 
 from banditgate.ledger import promotion, registry
+from banditgate.ledger.artifacts import ArtifactError
+from banditgate.ledger.gate_evaluations import gate_history, latest_gate_evaluation, store_gate_evaluation
 from banditgate.ledger.models import Generation
+from banditgate.ledger.types import utcnow
+from banditgate.monitoring.gate import GateOptions, GateResult, evaluate_gate
+from banditgate.monitoring.promotion_gate import Override, SufficiencyGate
 from banditgate.service.deps import get_runtime, get_session, require_admin
 from banditgate.service.policy_cache import serving_policy
 from banditgate.service.runtime import Runtime
@@ -36,21 +42,43 @@ GenerationNumber = Annotated[int, Path(ge=0, le=MAX_GENERATION, description="gen
 Reason = Annotated[Text, StringConstraints(max_length=2000)]
 
 
-class PromoteIn(StrictModel):
-    reason: Reason
+class OverrideIn(StrictModel):
+    """Permission to promote without SUFFICIENT evidence; it names who, why, and until when it holds."""
 
-    @field_validator("reason")
+    by: Annotated[Text, StringConstraints(min_length=1, max_length=128)]
+    reason: Reason
+    until: AwareDatetime = Field(description="when the override stops holding (ISO 8601 with a time zone)")
+
+    @field_validator("by", "reason")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("say why: the reason is kept in the audit trail")
+            raise ValueError("an override must name who takes the responsibility and why")
         return value
 
 
-class RollbackIn(PromoteIn):
+def _reason_given(value: str) -> str:
+    if not value.strip():
+        raise ValueError("say why: the reason is kept in the audit trail")
+    return value
+
+
+class PromoteIn(StrictModel):
+    reason: Reason
+    override: OverrideIn | None = Field(
+        default=None, description="promote even if the gate is not SUFFICIENT (recorded, and it expires)"
+    )
+
+    check_reason = field_validator("reason")(_reason_given)
+
+
+class RollbackIn(StrictModel):
+    reason: Reason
     to: Annotated[int | None, Field(ge=0, le=MAX_GENERATION, strict=True)] = Field(
         default=None, description="retired generation to redeploy (default: the one the deployed generation replaced)"
     )
+
+    check_reason = field_validator("reason")(_reason_given)
 
 
 class GenerationDetail(GenerationOut):
@@ -79,9 +107,12 @@ class TransitionOut(BaseModel):
     audit_event: AuditEventOut
 
 
-async def promotion_gate() -> promotion.PromotionGate:
-    """The gate every promotion must pass; the sufficiency gate will be returned here once it exists."""
-    return promotion.NO_GATE
+async def promotion_gate(
+    body: PromoteIn, name: Annotated[PolicyName, Path()], runtime: Runtime = Depends(get_runtime)
+) -> promotion.PromotionGate:
+    """The gate every promotion must pass: the sufficiency gate, with the request's override if any."""
+    override = None if body.override is None else Override(body.override.by, body.override.reason, body.override.until)
+    return SufficiencyGate(max_age=timedelta(hours=runtime.settings.gate_for(name).max_age_hours), override=override)
 
 
 @router.get("/{name}/generations", response_model=list[GenerationOut], responses=error_responses(404, 422))
@@ -131,12 +162,19 @@ async def promote(
 ) -> Response | TransitionOut:
     """Deploy a candidate generation; the deployed one is retired (admin).
 
+    The sufficiency gate must say SUFFICIENT: the latest stored gate evaluation of the generation is used if
+    it is recent enough (``gate.max_age_hours``), otherwise one is computed now and stored. Without
+    SUFFICIENT evidence, an ``override`` naming who, why and until when lets the promotion through; both the
+    evaluation and the override are recorded with the promotion.
+
     Refused with 409 when the generation is already deployed, is retired (roll back to it instead), cannot be
     loaded, or the promotion gate refuses it (the gate's report is in ``detail.gate_report``). Recorded with
     ``X-Actor`` and ``reason`` on the generation and in the audit trail.
     """
     try:
         await _check_it_can_serve(runtime, lambda s: _candidate(s, name, number))
+        if isinstance(gate, SufficiencyGate):
+            await _ensure_recent_evaluation(runtime, name, number, gate.max_age)
         transition = await runtime.writer.call(
             lambda s: promotion.promote(s, name, number, actor=actor, reason=body.reason, gate=gate)
         )
@@ -146,6 +184,42 @@ async def promote(
     except (registry.UnknownPolicy, promotion.PromotionError) as exc:
         raise _http_error(exc) from None
     return await _switched(runtime, name, transition)
+
+
+@router.get(
+    "/{name}/generations/{number}/gate",
+    responses={200: {"description": "the gate report (as `banditgate gate --json`)"}, **error_responses(404, 409, 422)},
+)
+async def gate_report(
+    name: Annotated[PolicyName, Path()],
+    number: GenerationNumber,
+    runtime: Runtime = Depends(get_runtime),
+    as_of: Annotated[AwareDatetime | None, Query(description="judge as of this time (default: now)")] = None,
+    window_days: Annotated[float | None, Query(gt=0, le=3650, description="current window in days")] = None,
+    what_if: Annotated[
+        Literal["none", "covariate", "concept", "prior", "mixed"] | None,
+        Query(description="also project S forward under a blind-period scenario"),
+    ] = None,
+    store: Annotated[bool, Query(description="keep the evaluation (promotion relies on the latest one)")] = False,
+) -> Response:
+    """How sufficient the evidence behind a generation is, why, and when it will be (see ``banditgate gate``).
+
+    Computed on request, in a worker thread; on a busy decision server prefer ``banditgate gate`` from a
+    separate process (a cron job), which stores its evaluations for promotions to use.
+    """
+    changes = {} if window_days is None else {"window_days": window_days}
+    try:
+        result = await asyncio.to_thread(
+            _evaluate, runtime, name, number, as_of, runtime.settings.gate_for(name).options(**changes), what_if
+        )
+    except (registry.UnknownPolicy, promotion.PromotionError) as exc:
+        raise _http_error(exc) from None
+    except ArtifactError as exc:
+        raise HTTPException(409, str(exc)) from None
+    if store:
+        stored = await runtime.writer.call(lambda s: store_gate_evaluation(s, result.report).id)
+        result.report["evaluation_id"] = stored
+    return Response(json.dumps(result.report, default=str), media_type="application/json")
 
 
 @router.post("/{name}/rollback", response_model=TransitionOut, responses=error_responses(401, 403, 404, 409, 422))
@@ -169,6 +243,45 @@ async def rollback(
     except (registry.UnknownPolicy, promotion.PromotionError) as exc:
         raise _http_error(exc) from None
     return await _switched(runtime, name, transition)
+
+
+def _evaluate(
+    runtime: Runtime,
+    name: str,
+    number: int,
+    as_of: datetime | None,
+    options: GateOptions,
+    what_if: str | None = None,
+) -> GateResult:
+    with runtime.sessions() as session, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # evidently's pandas deprecations
+        history = [row.report for row in gate_history(session, name, number)]
+        return evaluate_gate(
+            session,
+            runtime.settings.artifact_dir,
+            name,
+            number,
+            as_of=as_of,
+            options=options,
+            history=history,
+            what_if=what_if,
+        )
+
+
+async def _ensure_recent_evaluation(runtime: Runtime, name: str, number: int, max_age: timedelta) -> None:
+    """Compute and store a gate evaluation unless one computed within ``max_age`` exists."""
+
+    def latest_age() -> timedelta | None:
+        with runtime.sessions() as session:
+            latest = latest_gate_evaluation(session, name, number)
+            return None if latest is None else utcnow() - latest.computed_at
+
+    age = await asyncio.to_thread(latest_age)
+    if age is not None and age <= max_age:
+        return
+    options = runtime.settings.gate_for(name).options()
+    result = await asyncio.to_thread(_evaluate, runtime, name, number, None, options)
+    await runtime.writer.call(lambda s: store_gate_evaluation(s, result.report))
 
 
 def _policy_or_404(session: Session, name: str) -> None:

@@ -1,0 +1,562 @@
+"""The sufficiency gate of one generation: S, its four dimensions, the proxies, and when it will be sufficient.
+
+:func:`evaluate_gate` reads the evidence (:mod:`.evidence`) and computes
+
+- the four dimensions on the current window (:mod:`.dimensions`): completeness and freshness of the judged
+  reward kind's labels; reliability of the generation's oracle on the labelled decisions it was *not* trained
+  on (made after its training window); representativeness of its scores on that traffic against its scores
+  on its own training window;
+- S, A and the level (:mod:`.sufficiency`), what would make it sufficient, and the same per segment;
+- the label-arrival curve (:mod:`.label_latency`) from both windows, and from it when the labels still
+  arriving should bring S to SUFFICIENT (if completeness is all that is missing);
+- the seven categories of label-free proxies (:mod:`.proxies`), their dimension estimates and S_proxy, the
+  score with each dimension replaced by its proxy estimate where one exists;
+- alerts with hysteresis against the earlier evaluations of the same generation (:mod:`.alerts`).
+
+Concept drift (P(Y|X) moves while P(X) does not) leaves every label-free proxy quiet by construction: only
+new labels (reliability) can reveal it. The report says so instead of reading quiet proxies as "no drift".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from banditgate.ledger.artifacts import generation_rule, load_artifact
+from banditgate.ledger.models import Generation, Policy
+from banditgate.ledger.promotion import UnknownGeneration
+from banditgate.ledger.registry import get_generation, get_policy
+from banditgate.ledger.types import utcnow
+from banditgate.monitoring.alerts import AlertPolicy, evaluate_alerts, level_alerts
+from banditgate.monitoring.blind_period import project, scenario
+from banditgate.monitoring.dimensions import DimensionSet, segment_dimensions, window_dimensions
+from banditgate.monitoring.evidence import Evidence, Window, read_evidence
+from banditgate.monitoring.label_latency import SurvivalCurve, arrival_curve, days_until_completeness
+from banditgate.monitoring.proxies.base import DIMENSIONS, ProxyReading, proxy_dimensions, unavailable
+from banditgate.monitoring.proxies.disagreement import disagreement_proxies
+from banditgate.monitoring.proxies.feature_drift import FeatureDrift, feature_drift_proxies
+from banditgate.monitoring.proxies.ground_truth import EarlySignals, ground_truth_proxies
+from banditgate.monitoring.proxies.maturity import maturity_proxies
+from banditgate.monitoring.proxies.operational import OperationalCounts, operational_proxies
+from banditgate.monitoring.proxies.score_distribution import score_distribution_proxies
+from banditgate.monitoring.proxies.uncertainty import uncertainty_proxies
+from banditgate.monitoring.sufficiency import (
+    Dimensions,
+    Level,
+    SufficiencyParameters,
+    composite,
+    preset,
+    requirements,
+)
+from banditgate.policies.actions import Action
+from banditgate.policies.exploration import ExplorationRule
+from banditgate.policies.oracles import RewardOracle
+from banditgate.policies.oracles.features import records_to_frame
+
+#: What the report says about concept drift, in every evaluation.
+CONCEPT_DRIFT_LIMIT = (
+    "Concept drift (P(Y|X) changes while the contexts do not) cannot be detected without labels: the "
+    "label-free proxies watch the contexts, the scores and the operations, so they stay quiet under it. Only "
+    "reliability measured on new labels can reveal it; until enough labels arrive, quiet proxies mean "
+    "'no drift visible without labels', not 'no drift'."
+)
+#: Decisions per window the drift tests run on: the distances (Wasserstein, Jensen-Shannon) are already
+#: stable at this size, and evidently's cost grows with it.
+DRIFT_SAMPLE = 10_000
+#: Hysteresis of the S_proxy alert: raised below 0.5, cleared above 0.6.
+PROXY_ALERT = AlertPolicy(enter=0.5, exit=0.6)
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """How a gate evaluation reads the evidence.
+
+    Parameters
+    ----------
+    parameters
+        Weights, thresholds and the reliability metric (a preset of :mod:`.sufficiency` by default).
+    window_days
+        Length of the current window.
+    reward_kind
+        The reward kind whose labels are judged (binary, 0 or 1).
+    early_kind
+        The early reward kind used as proxy ground truth (authorisation results arrive in seconds).
+    segment_keys
+        Context fields whose values form segments (with the chosen action).
+    sample_size
+        Decisions of each window read in full (scores, drift); the others are counted.
+    scoring_size
+        Decisions of the sample whose whole candidate set is scored (uncertainty, disagreement).
+    seed
+        Seed of the samples, so an evaluation can be reproduced.
+    """
+
+    parameters: SufficiencyParameters = field(default_factory=lambda: preset("default"))
+    window_days: float = 30.0
+    reward_kind: str = "authorisation"
+    early_kind: str = "authorisation"
+    segment_keys: tuple[str, ...] = ("issuer_country",)
+    sample_size: int = 20_000
+    scoring_size: int = 5_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.window_days > 0 and math.isfinite(self.window_days)):
+            raise ValueError(f"window_days must be a positive number, got {self.window_days}")
+        if self.sample_size < 1 or self.scoring_size < 1:
+            raise ValueError("sample_size and scoring_size must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parameters": self.parameters.to_dict(),
+            "window_days": self.window_days,
+            "reward_kind": self.reward_kind,
+            "early_kind": self.early_kind,
+            "segment_keys": list(self.segment_keys),
+            "sample_size": self.sample_size,
+            "scoring_size": self.scoring_size,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """A gate evaluation: the JSON report, and what the HTML report draws beyond it."""
+
+    report: dict[str, Any]
+    feature_drift: FeatureDrift | None = field(default=None, repr=False)
+    arrival: SurvivalCurve | None = field(default=None, repr=False)
+    history: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def level(self) -> Level:
+        return Level(self.report["level"])
+
+
+@dataclass
+class _Scored:
+    """The generation's view of a window's sample: scores of the chosen actions, full candidate sets of a part."""
+
+    chosen: np.ndarray  # score of the chosen action, per sampled decision
+    probabilities: list[list[float]] = field(default_factory=list)
+    greedy: list[int] = field(default_factory=list)
+
+
+def evaluate_gate(
+    session: Session,
+    artifact_dir: Path,
+    policy: str,
+    number: int,
+    *,
+    as_of: datetime | None = None,
+    options: GateOptions | None = None,
+    history: Sequence[Mapping[str, Any]] = (),
+    what_if: str | None = None,
+) -> GateResult:
+    """Evaluate the evidence behind generation ``number`` of ``policy`` as of ``as_of`` (default: now).
+
+    ``history`` are earlier reports of the same generation, oldest first (for alerts with hysteresis);
+    ``what_if`` names a blind-period scenario projected forward from the measured dimensions.
+    Raises :class:`~banditgate.ledger.registry.UnknownPolicy` or
+    :class:`~banditgate.ledger.promotion.UnknownGeneration`.
+    """
+    options = options or GateOptions()
+    params = options.parameters
+    as_of = as_of or utcnow()
+    computed_at = utcnow()
+    policy_row = get_policy(session, policy)
+    generation = get_generation(session, policy, number)
+    if generation is None:
+        raise UnknownGeneration(policy, number)
+    deployed = get_generation(session, policy, policy_row.deployed_generation)
+    evidence = read_evidence(
+        session,
+        generation,
+        as_of,
+        window=timedelta(days=options.window_days),
+        reward_kinds=(options.reward_kind, options.early_kind),
+        segment_keys=options.segment_keys,
+        sample_size=options.sample_size,
+        seed=options.seed,
+    )
+    oracle = load_artifact(generation, artifact_dir) if generation.oracle else None
+    rule = generation_rule(policy_row, generation)
+    current = _score(oracle, rule, evidence.current, options.scoring_size)
+    reference = _score(oracle, rule, evidence.reference, options.scoring_size)
+    cutoff = evidence.reference.end if generation.training_window_end is not None else None
+
+    frame = _evidence_frame(evidence.current, options.reward_kind, current.chosen, cutoff)
+    reference_scores = _reference_scores(evidence.reference, reference.chosen) if oracle is not None else None
+    dimension_args: dict[str, Any] = {
+        "as_of": as_of,
+        "lambda_per_day": params.freshness_lambda,
+        "ks_cap": params.ks_cap,
+        "reliability_metric": params.reliability_metric,
+        "reliability_params": {"seed": options.seed},
+        "recent": params.recent_labels,
+    }
+    measured = window_dimensions(frame, reference_scores=reference_scores, **dimension_args)
+    values = _values(measured)
+    score = composite(values, params)
+
+    arrival_frame = pd.concat(
+        [
+            _arrival_columns(evidence.reference, options.reward_kind),
+            _arrival_columns(evidence.current, options.reward_kind),
+        ],
+        ignore_index=True,
+    ).drop_duplicates()
+    arrival = arrival_curve(arrival_frame["decided_at"], arrival_frame["label_observed_at"], as_of)
+    needed = requirements(values, params)
+    latency = _latency_report(frame, as_of, arrival, needed, score.level, values, params)
+
+    by = [*options.segment_keys, "action_id"]
+    segments = segment_dimensions(
+        frame, by=by, min_size=params.min_segment_size,
+        reference_scores=_segment_references(evidence.reference, reference.chosen, by), **dimension_args,
+    )  # fmt: skip
+    feature_drift = _feature_drift(evidence, options.seed)
+    readings = [
+        *score_distribution_proxies(
+            reference_scores if reference_scores is not None else [], current.chosen[np.isfinite(current.chosen)]
+        ),
+        *feature_drift.readings,
+        *_uncertainty(evidence, current, reference),
+        *_disagreement(session, artifact_dir, policy_row, generation, deployed, evidence.current, current),
+        *operational_proxies(_operational(evidence.reference), _operational(evidence.current)),
+        *maturity_proxies(_cohorts(frame, as_of, arrival)),
+        *ground_truth_proxies(
+            _early(evidence.reference, options.early_kind, reference.chosen),
+            _early(evidence.current, options.early_kind, current.chosen),
+        ),
+    ]
+    estimated = proxy_dimensions(readings)
+    proxy_values = Dimensions(
+        **{d: estimated[d] if estimated[d] is not None else values.to_dict()[d] for d in DIMENSIONS}
+    )
+    proxy_score = composite(proxy_values, params)
+
+    report: dict[str, Any] = {
+        "policy": policy,
+        "generation": number,
+        "deployed_generation": policy_row.deployed_generation,
+        "as_of": as_of.isoformat(),
+        "computed_at": computed_at.isoformat(),
+        "options": options.to_dict(),
+        "windows": {"current": evidence.current.to_dict(), "reference": evidence.reference.to_dict()},
+        "trained_until": cutoff.isoformat() if cutoff is not None else None,
+        "S": score.score,
+        "A": score.gate_factor,
+        "level": score.level.value,
+        "exit_code": score.level.exit_code,
+        "dimensions": {d: getattr(measured, d).to_dict() for d in DIMENSIONS},
+        "contributions": score.contributions,
+        "requirements": [r.to_dict() for r in needed],
+        "label_latency": latency,
+        "segments": [_segment_report(s, params) for s in segments],
+        "proxies": [r.to_dict() for r in readings],
+        "proxy_dimensions": estimated,
+        "S_proxy": proxy_score.score,
+        "level_proxy": proxy_score.level.value,
+        "limits": [CONCEPT_DRIFT_LIMIT],
+    }
+    report["alerts"] = _alerts(history, report)
+    if what_if is not None:
+        report["what_if"] = _what_if(what_if, values, params)
+    report["summary"] = _summary(report)
+    return GateResult(_jsonable(report), feature_drift, arrival, [dict(h) for h in history])
+
+
+def _score(oracle: RewardOracle | None, rule: ExplorationRule, window: Window, scoring_size: int) -> _Scored:
+    sample = window.sample
+    if oracle is None or sample.empty:
+        return _Scored(np.full(len(sample), np.nan))
+    contexts = sample["context"].tolist()
+    chosen_actions = [
+        next(Action(a["id"], a.get("features") or {}) for a in actions if a["id"] == action_id)
+        for actions, action_id in zip(sample["actions"], sample["action_id"], strict=True)
+    ]
+    scored = _Scored(oracle.predict_frame(records_to_frame(contexts, chosen_actions)))
+    count = min(scoring_size, len(sample))
+    pair_contexts, pair_actions, sizes = [], [], []
+    for context, actions in zip(contexts[:count], sample["actions"][:count], strict=True):
+        candidates = [Action(a["id"], a.get("features") or {}) for a in actions]
+        pair_contexts.extend([context] * len(candidates))
+        pair_actions.extend(candidates)
+        sizes.append(len(candidates))
+    all_scores = oracle.predict_frame(records_to_frame(pair_contexts, pair_actions)) if pair_actions else []
+    offset = 0
+    for size in sizes:
+        row = np.asarray(all_scores[offset : offset + size], dtype=np.float64)
+        offset += size
+        scored.probabilities.append(rule.probability_list(row))
+        scored.greedy.append(int(np.argmax(row)))
+    return scored
+
+
+def _evidence_frame(window: Window, kind: str, chosen_scores: np.ndarray, cutoff: datetime | None) -> pd.DataFrame:
+    """The dimensions' evidence frame: every decision of the window, scored where sampled and not trained on."""
+    decisions = window.decisions
+    label = decisions[f"label:{kind}"].to_numpy(dtype=np.float64)
+    frame = pd.DataFrame(
+        {
+            "decided_at": decisions["decided_at"],
+            "labelled": ~np.isnan(label),
+            "label": label,
+            "label_observed_at": decisions[f"received:{kind}"],
+            "score": np.nan,
+            "action_id": decisions["action_id"],
+        }
+    )
+    for key in decisions.columns.difference([*frame.columns, "decision_id", "generation", "fallback"]):
+        if not key.startswith(("label:", "received:")):
+            frame[key] = decisions[key]
+    scores = pd.Series(chosen_scores, index=window.sample["decision_id"].to_numpy())
+    frame["score"] = decisions["decision_id"].map(scores).to_numpy(dtype=np.float64)
+    if cutoff is not None:
+        # The generation has seen these decisions' labels: judging it on them would flatter it.
+        frame.loc[frame["decided_at"] <= pd.Timestamp(cutoff), "score"] = np.nan
+    return frame
+
+
+def _reference_scores(window: Window, chosen_scores: np.ndarray) -> np.ndarray:
+    """The generation's out-of-sample scores on its training window: those of the held-out decisions, if any."""
+    held_out = window.sample["held_out"].to_numpy(dtype=bool)
+    scores = chosen_scores[held_out] if held_out.any() else chosen_scores
+    return scores[np.isfinite(scores)]
+
+
+def _segment_references(window: Window, chosen_scores: np.ndarray, by: list[str]) -> dict[tuple[Any, ...], Any]:
+    """Each segment's own reference scores: a segment's scores differ from the whole window's by design (an
+    action's authorisation rate is its own), so only the same segment's reference says whether it moved."""
+    held_out = window.sample["held_out"].to_numpy(dtype=bool)
+    rows = held_out if held_out.any() else np.ones(len(window.sample), dtype=bool)
+    frame = window.sample.loc[rows, by].assign(score=chosen_scores[rows])
+    frame = frame[np.isfinite(frame["score"].to_numpy(dtype=np.float64))]
+    return {
+        key if isinstance(key, tuple) else (key,): group["score"].to_numpy(dtype=np.float64)
+        for key, group in frame.groupby(by, dropna=False, sort=False)
+    }
+
+
+def _values(measured: DimensionSet) -> Dimensions:
+    return Dimensions(**{d: getattr(measured, d).value for d in DIMENSIONS})
+
+
+def _arrival_columns(window: Window, kind: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "decision_id": window.decisions["decision_id"],
+            "decided_at": window.decisions["decided_at"],
+            "label_observed_at": window.decisions[f"received:{kind}"],
+        }
+    )[["decision_id", "decided_at", "label_observed_at"]].drop_duplicates("decision_id")
+
+
+def _latency_report(
+    frame: pd.DataFrame,
+    as_of: datetime,
+    curve: SurvivalCurve,
+    needed: Sequence[Any],
+    level: Level,
+    values: Dimensions,
+    params: SufficiencyParameters,
+) -> dict[str, Any]:
+    ages = (pd.Timestamp(as_of) - frame["decided_at"]).dt.total_seconds().to_numpy() / 86_400.0
+    expected = curve.expected_window_completeness(ages) if len(ages) else 0.0
+    report: dict[str, Any] = {
+        "curve": curve.to_dict(),
+        "expected_completeness_now": expected,
+        "days_until_sufficient": 0.0 if level is Level.SUFFICIENT else None,
+    }
+    if level is Level.SUFFICIENT:
+        report["explanation"] = "sufficient now"
+        return report
+    completeness = next(r for r in needed if r.dimension == "completeness")
+    others_fine = all(
+        r.achievable and r.needed is not None and getattr(values, r.dimension) >= r.needed
+        for r in needed
+        if r.dimension not in ("completeness", "freshness")
+    )
+    if completeness.needed is None or not others_fine:
+        report["explanation"] = "labels arriving will not make it sufficient by themselves: " + "; ".join(
+            r.message for r in needed if r.dimension not in ("completeness", "freshness")
+        )
+        return report
+    days = days_until_completeness(frame, as_of, completeness.needed, curve=curve)
+    report["days_until_sufficient"] = days
+    report["target_completeness"] = completeness.needed
+    report["explanation"] = (
+        f"completeness must reach {completeness.needed:.3f}; at the observed arrival rate of labels "
+        + (f"that takes {days:.1f} more days" if days is not None else "it never will (the curve levels off below it)")
+    )
+    return report
+
+
+def _segment_report(segment: Any, params: SufficiencyParameters) -> dict[str, Any]:
+    result = {
+        "segment": {k: (None if v is None else str(v)) for k, v in segment.segment.items()},
+        "decisions": segment.decisions,
+        "counted": segment.counted,
+        "reason": segment.reason,
+        "dimensions": {d: getattr(segment.dimensions, d).value for d in DIMENSIONS},
+    }
+    if segment.counted:
+        score = composite(_values(segment.dimensions), params)
+        result["S"], result["level"] = score.score, score.level.value
+    return result
+
+
+def _context_frame(window: Window) -> pd.DataFrame:
+    return pd.DataFrame.from_records(window.sample["context"].tolist()) if len(window.sample) else pd.DataFrame()
+
+
+def _feature_drift(evidence: Evidence, seed: int) -> FeatureDrift:
+    return feature_drift_proxies(
+        _context_frame(evidence.reference), _context_frame(evidence.current), sample=DRIFT_SAMPLE, seed=seed
+    )
+
+
+def _uncertainty(evidence: Evidence, current: _Scored, reference: _Scored) -> list[ProxyReading]:
+    if current.probabilities and reference.probabilities:
+        reference_probs, current_probs = reference.probabilities, current.probabilities
+    else:
+        # Without an oracle, the logged vectors are what the decisions were made with.
+        reference_probs = evidence.reference.sample["probabilities"].tolist()
+        current_probs = evidence.current.sample["probabilities"].tolist()
+    return uncertainty_proxies(
+        reference_probs,
+        current_probs,
+        _finite(reference.chosen),
+        _finite(current.chosen),
+    )
+
+
+def _finite(values: np.ndarray) -> np.ndarray | None:
+    finite = values[np.isfinite(values)]
+    return finite if finite.size else None
+
+
+def _disagreement(
+    session: Session,
+    artifact_dir: Path,
+    policy: Policy,
+    generation: Generation,
+    deployed: Generation | None,
+    window: Window,
+    candidate: _Scored,
+) -> list[ProxyReading]:
+    if deployed is None or deployed.number == generation.number or not candidate.probabilities:
+        return disagreement_proxies(None, None, None, None, candidate_generation=generation.number)
+    if not deployed.oracle:
+        reason = f"the deployed generation ({deployed.number}) is uniform: it has no greedy action to compare with"
+        return [
+            unavailable(r.name, r.category, reason, cap=r.cap, trigger=r.trigger, covers=r.covers)
+            for r in disagreement_proxies(None, None, None, None)
+        ]
+    deployed_oracle = load_artifact(deployed, artifact_dir)
+    scored = _score(deployed_oracle, generation_rule(policy, deployed), window, len(candidate.probabilities))
+    return disagreement_proxies(
+        scored.probabilities,
+        candidate.probabilities,
+        np.asarray(scored.greedy),
+        np.asarray(candidate.greedy),
+        deployed_generation=deployed.number,
+        candidate_generation=generation.number,
+    )
+
+
+def _operational(window: Window) -> OperationalCounts:
+    sample = window.sample
+    logged = sample["probabilities"].tolist()
+    chosen = [
+        next(i for i, a in enumerate(actions) if a["id"] == action_id)
+        for actions, action_id in zip(sample["actions"], sample["action_id"], strict=True)
+    ]
+    explored = np.array([p[i] < max(p) for p, i in zip(logged, chosen, strict=True)], dtype=bool)
+    authorisation = sample.get("label:authorisation", pd.Series(np.nan, index=sample.index))
+    return OperationalCounts.from_decisions(
+        sample["action_id"], explored, sample["fallback"].to_numpy(dtype=bool), authorisation.to_numpy(dtype=float)
+    )
+
+
+def _cohorts(frame: pd.DataFrame, as_of: datetime, curve: SurvivalCurve) -> pd.DataFrame:
+    day = frame["decided_at"].dt.floor("D")
+    cohorts = frame.assign(day=day).groupby("day").agg(decisions=("labelled", "size"), labelled=("labelled", "sum"))
+    ages = (pd.Timestamp(as_of) - (cohorts.index + pd.Timedelta(hours=12))).total_seconds() / 86_400.0
+    cohorts["age_days"] = np.maximum(np.asarray(ages, dtype=np.float64), 0.0)
+    cohorts["expected_completeness"] = curve.expected_completeness(cohorts["age_days"].to_numpy())
+    return cohorts.reset_index(drop=True)
+
+
+def _early(window: Window, kind: str, chosen_scores: np.ndarray) -> EarlySignals:
+    sample = window.sample
+    labels = sample[f"label:{kind}"].to_numpy(dtype=np.float64)
+    labelled = ~np.isnan(labels)
+    predicted = chosen_scores[labelled] if np.isfinite(chosen_scores).all() and chosen_scores.size else None
+    retries = None
+    if len(sample):
+        values = pd.to_numeric(pd.Series([c.get("retry_count") for c in sample["context"]]), errors="coerce")
+        if values.notna().all():
+            retries = values.to_numpy(dtype=np.float64)
+    return EarlySignals(labels[labelled], predicted, retries)
+
+
+def _alerts(history: Sequence[Mapping[str, Any]], report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Alerts raised now, on a downward move only, with hysteresis over the earlier evaluations."""
+    raised = []
+    proxy_states = evaluate_alerts([h.get("S_proxy") for h in history] + [report["S_proxy"]], PROXY_ALERT)
+    if proxy_states[-1].raised_now:
+        raised.append({"kind": "S_proxy", "message": f"label-free evidence fell to S_proxy {report['S_proxy']:.3f}"})
+    levels = level_alerts([h["level"] for h in history] + [report["level"]], [h["S"] for h in history] + [report["S"]])
+    if levels[-1].raised_now:
+        raised.append({"kind": "level", "message": levels[-1].message})
+    names = {r["name"] for r in report["proxies"] if r["status"] == "alert"}
+    before = {r["name"] for r in history[-1]["proxies"] if r["status"] == "alert"} if history else set()
+    raised.extend(
+        {"kind": "proxy", "proxy": n, "message": f"proxy {n} is beyond its trigger"} for n in sorted(names - before)
+    )
+    return raised
+
+
+def _what_if(name: str, start: Dimensions, params: SufficiencyParameters, days: int = 90) -> dict[str, Any]:
+    projection = project(start, params, scenario(name), days)
+    return {"scenario": name, "days": [p.to_dict() for p in projection]}
+
+
+def _summary(report: Mapping[str, Any]) -> str:
+    dims = report["dimensions"]
+    text = (
+        f"{report['policy']} generation {report['generation']}: S = {report['S']:.3f} ({report['level']}), "
+        f"A = {report['A']:.3f}; C {dims['completeness']['value']:.3f}, F {dims['freshness']['value']:.3f}, "
+        f"R {dims['reliability']['value']:.3f}, P {dims['representativeness']['value']:.3f}; "
+        f"S_proxy {report['S_proxy']:.3f} ({report['level_proxy']})"
+    )
+    alerts = [p["name"] for p in report["proxies"] if p["status"] == "alert"]
+    if alerts:
+        text += "; proxies in alert: " + ", ".join(alerts)
+    return text
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON: mappings as dicts, sequences as lists, numpy scalars as numbers, NaN and infinities as None
+    (PostgreSQL's JSONB refuses them), dates as ISO 8601."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, datetime | pd.Timestamp):
+        return value.isoformat()
+    return value

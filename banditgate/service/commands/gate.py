@@ -1,0 +1,149 @@
+"""``banditgate gate``: how sufficient the evidence behind a generation is, why, and when it will be."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from banditgate.ledger.artifacts import ArtifactError
+from banditgate.ledger.db import make_engine, make_sessionmaker
+from banditgate.ledger.gate_evaluations import gate_history, store_gate_evaluation
+from banditgate.ledger.migrate import upgrade
+from banditgate.ledger.promotion import UnknownGeneration
+from banditgate.ledger.registry import UnknownPolicy
+from banditgate.monitoring.blind_period import SCENARIOS
+from banditgate.monitoring.gate import GateResult, evaluate_gate
+from banditgate.monitoring.report import write_gate_report
+from banditgate.service.commands.retrain import parse_as_of
+from banditgate.service.settings import Settings
+
+#: Exit status when the gate could not be evaluated (unknown policy or generation, unreadable artifact);
+#: 0, 1 and 2 are the levels, and typer's own usage errors also exit 2.
+EXIT_ERROR = 4
+
+
+def gate_command(
+    policy: Annotated[str, typer.Option(help="policy")] = "default",
+    generation: Annotated[int, typer.Option(min=0, help="generation to judge")] = ...,  # type: ignore[assignment]
+    as_of: Annotated[str | None, typer.Option(help="judge as of this time (ISO 8601; default: now)")] = None,
+    window_days: Annotated[
+        float | None, typer.Option(min=0.01, help="current window in days (default: the policy's gate settings)")
+    ] = None,
+    what_if: Annotated[
+        str | None, typer.Option(help=f"also project S forward under a blind-period scenario: {', '.join(SCENARIOS)}")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    html: Annotated[
+        Path | None, typer.Option(help="write the HTML report (with the evidently drift report) here")
+    ] = None,
+    store: Annotated[
+        bool, typer.Option(help="keep the evaluation in the ledger (promotion relies on the latest one)")
+    ] = True,
+) -> None:
+    """Judge the evidence behind a generation: S, its four dimensions with intervals, the gate factor A, the
+    level, every proxy indicator with its status, and what would make it sufficient.
+
+    Exit status: 0 SUFFICIENT, 1 DEGRADED, 2 INSUFFICIENT, 4 when it cannot be evaluated.
+    """
+    if what_if is not None and what_if not in SCENARIOS:
+        typer.secho(f"--what-if must be one of {', '.join(SCENARIOS)}, got {what_if!r}", fg="red", err=True)
+        raise typer.Exit(EXIT_ERROR)
+    settings = Settings()
+    changes = {} if window_days is None else {"window_days": window_days}
+    options = settings.gate_for(policy).options(**changes)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)  # like the service at start-up: evaluations are stored in a table newer ledgers have
+    sessions = make_sessionmaker(engine)
+    try:
+        with sessions() as session:
+            history = [row.report for row in gate_history(session, policy, generation)]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # evidently's pandas deprecations, not ours
+                result = evaluate_gate(
+                    session,
+                    settings.artifact_dir,
+                    policy,
+                    generation,
+                    as_of=parse_as_of(as_of),
+                    options=options,
+                    history=history,
+                    what_if=what_if,
+                )
+        if store:
+            with sessions() as session, session.begin():
+                result.report["evaluation_id"] = store_gate_evaluation(session, result.report).id
+    except (UnknownPolicy, UnknownGeneration, ArtifactError) as exc:
+        typer.secho(f"no gate evaluation: {exc}", fg="red", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
+    finally:
+        engine.dispose()
+    if html is not None:
+        write_gate_report(result, html)
+        typer.echo(f"wrote {html}", err=True)
+    if json_output:
+        typer.echo(json.dumps(result.report, indent=2, default=str))
+    else:
+        _print(result)
+    raise typer.Exit(result.report["exit_code"])
+
+
+def _print(result: GateResult) -> None:
+    report = result.report
+    console = Console()
+    console.print(f"[bold]{report['summary']}[/]")
+    console.print(
+        f"as of {report['as_of']}; current window {report['windows']['current']['decisions']:,} decisions "
+        f"({report['windows']['current']['sampled']:,} sampled), trained until {report['trained_until']}"
+    )
+    table = Table(title="dimensions")
+    for column in ("dimension", "value", "95% interval", "n", "note"):
+        table.add_column(column, justify="left" if column in ("dimension", "note") else "right")
+    for name, m in report["dimensions"].items():
+        table.add_row(
+            name, f"{m['value']:.3f}", "[{:.3f}, {:.3f}]".format(*m["interval"]), f"{m['n']:,}", _note(m["detail"])
+        )
+    console.print(table)
+    console.print(f"A = {report['A']:.3f}, S = {report['S']:.3f}: [bold]{report['level']}[/]")
+    for requirement in report["requirements"]:
+        console.print(f"  {requirement['message']}")
+    console.print(f"label latency: {report['label_latency']['explanation']}")
+    proxies = Table(title=f"proxy indicators (S_proxy {report['S_proxy']:.3f}, {report['level_proxy']})")
+    for column in ("proxy", "category", "statistic", "P", "status", "covers"):
+        proxies.add_column(column, justify="right" if column in ("statistic", "P") else "left")
+    for p in report["proxies"]:
+        statistic = "-" if p["statistic"] is None else f"{p['statistic']:.4f}"
+        normalised = "-" if p["normalised"] is None else f"{p['normalised']:.3f}"
+        status = p["status"] if p["status"] != "unavailable" else f"unavailable: {p['detail'].get('reason', '')}"
+        proxies.add_row(p["name"], p["category"], statistic, normalised, status, ", ".join(p["covers"]))
+    console.print(proxies)
+    weak = [s for s in report["segments"] if s["counted"] and s.get("level") != "SUFFICIENT"]
+    skipped = sum(1 for s in report["segments"] if not s["counted"])
+    console.print(
+        f"segments: {len(report['segments'])} ({skipped} below their minimum size, not counted); "
+        f"{len(weak)} counted segments not SUFFICIENT"
+    )
+    for segment in sorted(weak, key=lambda s: s["S"])[:10]:
+        console.print(f"  {segment['segment']}: S = {segment['S']:.3f} ({segment['level']}), {segment['decisions']:,}")
+    for alert in report["alerts"]:
+        console.print(f"[bold red]alert[/]: {alert['message']}")
+    for limit in report["limits"]:
+        console.print(f"[dim]{limit}[/]")
+    if "what_if" in report:
+        days = report["what_if"]["days"]
+        milestones = [d for d in days if d["day"] in (0, 7, 14, 30, 60, 90)]
+        console.print(
+            f"what if {report['what_if']['scenario']}: "
+            + ", ".join(f"day {d['day']} S {d['S']:.3f} ({d['level']})" for d in milestones)
+        )
+
+
+def _note(detail: dict[str, Any]) -> str:
+    if "reason" in detail:
+        return str(detail["reason"])
+    return ", ".join(f"{k} {v}" for k, v in detail.items() if isinstance(v, str | int) and k != "method")[:60]

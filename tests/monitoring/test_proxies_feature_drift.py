@@ -1,0 +1,334 @@
+"""Feature drift with evidently: false alarms without drift, detection of real shifts, and data-quality counts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import chi2
+
+from banditgate.monitoring.proxies.feature_drift import (
+    DRIFT_THRESHOLD,
+    DRIFTED_SHARE_CAP,
+    DRIFTED_SHARE_TRIGGER,
+    NULL_QUANTILE,
+    FeatureDrift,
+    feature_drift_proxies,
+)
+
+NAMES = ["drifted_columns_share", "missing_share", "out_of_range_share", "unseen_categories_share"]
+COUNTRIES = np.array(["DE", "FR", "NL", "ES", "IT", "US"], dtype=object)
+COUNTRY_P = np.array([0.35, 0.25, 0.15, 0.1, 0.1, 0.05])
+MERCHANTS = np.array([f"m{i:03d}" for i in range(200)], dtype=object)
+
+
+def contexts(n: int, seed: int, *, amount_shift: float = 0.0, country_p: np.ndarray = COUNTRY_P) -> pd.DataFrame:
+    """Payment-like contexts: skewed and discrete numbers, low- and high-cardinality categories, a boolean."""
+    rng = np.random.default_rng(seed)
+    merchant_p = 1.0 / np.arange(1, MERCHANTS.size + 1)
+    return pd.DataFrame(
+        {
+            "amount": rng.lognormal(3.5 + amount_shift, 1.0, n),
+            "risk": rng.beta(2.0, 9.0, n),
+            "retries": rng.poisson(0.2, n),
+            "country": rng.choice(COUNTRIES, n, p=country_p / country_p.sum()),
+            "merchant": rng.choice(MERCHANTS, n, p=merchant_p / merchant_p.sum()),
+            "wallet": rng.random(n) < 0.3,
+        }
+    )
+
+
+def by_name(drift: FeatureDrift) -> dict:
+    return {r.name: r for r in drift.readings}
+
+
+# -- drift tests -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # thirty evidently reports
+def test_no_drift_false_alarm_rate_over_thirty_daily_checks_is_below_five_percent() -> None:
+    reference = contexts(20_000, seed=1000)
+    shares, alarms = [], 0
+    for day in range(30):
+        reading = by_name(feature_drift_proxies(reference, contexts(3000, seed=day), seed=day))["drifted_columns_share"]
+        shares.append(reading.statistic)
+        alarms += reading.status == "alert"
+    assert alarms / 30 < 0.05
+    assert np.mean(shares) < 0.02  # about no column flagged, including the 200-merchant one at 3,000 rows
+
+
+def test_a_shifted_numerical_column_is_flagged_alone() -> None:
+    drift = feature_drift_proxies(contexts(20_000, seed=1), contexts(5000, seed=2, amount_shift=0.3))
+    reading = by_name(drift)["drifted_columns_share"]
+    assert reading.detail["drifted"] == ["amount"]
+    assert reading.statistic == pytest.approx(1 / 6)
+    assert reading.status == "alert" and reading.covers == ("representativeness",)
+    assert reading.normalised == pytest.approx(1.0 - (1 / 6) / DRIFTED_SHARE_CAP)
+    amount = next(c for c in drift.columns if c.column == "amount")
+    assert (amount.kind, amount.method, amount.drifted) == ("numerical", "wasserstein", True)
+
+
+def test_a_shifted_categorical_mix_is_flagged_alone() -> None:
+    shifted = np.array([0.1, 0.15, 0.15, 0.1, 0.1, 0.4])  # a market expansion: US from 5% to 40%
+    drift = feature_drift_proxies(contexts(20_000, seed=1), contexts(5000, seed=2, country_p=shifted))
+    reading = by_name(drift)["drifted_columns_share"]
+    assert reading.detail["drifted"] == ["country"]
+    assert reading.status == "alert"
+    country = next(c for c in drift.columns if c.column == "country")
+    assert (country.kind, country.method) == ("categorical", "jensenshannon")
+    assert country.score > country.threshold
+
+
+def test_evidently_count_agrees_with_the_per_column_tests() -> None:
+    drift = feature_drift_proxies(contexts(20_000, seed=1), contexts(5000, seed=3, amount_shift=0.5))
+    reading = by_name(drift)["drifted_columns_share"]
+    assert reading.statistic == pytest.approx(np.mean([c.drifted for c in drift.columns]))
+    assert reading.detail["n_tested"] == 6
+    assert set(reading.detail["columns"]) == set(drift.scores) == {c.column for c in drift.columns}
+
+
+def test_thresholds_add_sampling_noise_to_the_effect_size_floor() -> None:
+    reference, current = contexts(10_000, seed=1), contexts(2000, seed=2)  # both below the sample: used whole
+    columns = {c.column: c for c in feature_drift_proxies(reference, current).columns}
+    scale = 1 / 10_000 + 1 / 2000
+
+    # Jensen-Shannon: the floor and the chi-square noise bound in quadrature, K = categories seen on either side.
+    merchant = columns["merchant"]
+    assert (merchant.n_reference, merchant.n_current) == (10_000, 2000)
+    k = len(set(reference["merchant"]) | set(current["merchant"]))
+    expected = math.sqrt(DRIFT_THRESHOLD**2 + chi2.ppf(NULL_QUANTILE, k - 1) * scale / 8)
+    assert merchant.threshold == pytest.approx(expected, rel=1e-9)
+    assert merchant.threshold > 0.14  # a plain 0.1 would sit inside this column's sampling noise
+    wallet = math.sqrt(DRIFT_THRESHOLD**2 + chi2.ppf(NULL_QUANTILE, 1) * scale / 8)
+    assert columns["wallet"].threshold == pytest.approx(wallet, rel=1e-9)
+
+    # Wasserstein: 4 sqrt(2/pi) J / sd * sqrt(1/n + 1/m), J = int sqrt(F (1 - F)) dx on the reference.
+    values = np.sort(reference["risk"].to_numpy())
+    f = np.arange(1, values.size) / values.size
+    j = np.sum(np.diff(values) * np.sqrt(f * (1 - f)))
+    bound = 4 * math.sqrt(2 / math.pi) * j / np.std(values) * math.sqrt(scale)
+    assert columns["risk"].threshold == pytest.approx(max(DRIFT_THRESHOLD, bound), rel=1e-9)
+    assert bound > DRIFT_THRESHOLD  # 2,000 current rows: the noise bound takes over
+
+    large = feature_drift_proxies(contexts(20_000, seed=1), contexts(20_000, seed=2))
+    assert next(c for c in large.columns if c.column == "risk").threshold == DRIFT_THRESHOLD
+
+
+def test_samples_are_drawn_with_the_seed() -> None:
+    reference, current = contexts(30_000, seed=1), contexts(30_000, seed=2)
+    a = feature_drift_proxies(reference, current, sample=5000, seed=7)
+    b = feature_drift_proxies(reference, current, sample=5000, seed=7)
+    c = feature_drift_proxies(reference, current, sample=5000, seed=8)
+    assert a.scores == b.scores and a.scores != c.scores
+    assert all((col.n_reference, col.n_current) == (5000, 5000) for col in a.columns)
+
+
+# -- data quality ------------------------------------------------------------------------------------------
+
+
+def hand_built() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reference: amounts 1..1000, two countries. Current: 5% amounts above, 10% US, 30% of countries missing."""
+    n = 1000
+    reference = pd.DataFrame({"amount": np.arange(1.0, n + 1.0), "country": np.where(np.arange(n) % 2, "DE", "FR")})
+    amount = np.arange(1.0, n + 1.0)
+    amount[:50] = 5000.0  # 5% above the reference's max
+    amount[50:60] = 0.5  # 1% below its min
+    amount[60:100] = np.nan  # 4% missing: not counted as out of range
+    country = np.where(np.arange(n) % 2, "DE", "FR").astype(object)
+    country[:100] = "US"  # 10% never seen
+    country[100:400] = None  # 30% missing
+    return reference, pd.DataFrame({"amount": amount, "country": country})
+
+
+def test_out_of_range_unseen_and_missing_shares_on_hand_built_frames() -> None:
+    reference, current = hand_built()
+    readings = by_name(feature_drift_proxies(reference, current, min_rows=100))
+
+    out_of_range = readings["out_of_range_share"]
+    assert out_of_range.statistic == pytest.approx(60 / 960)  # of the 960 non-missing amounts
+    assert out_of_range.detail["reference_range"] == {"amount": [1.0, 1000.0]}
+    assert out_of_range.status == "alert" and out_of_range.covers == ("representativeness", "reliability")
+
+    unseen = readings["unseen_categories_share"]
+    assert unseen.statistic == pytest.approx(100 / 700)  # of the 700 non-missing countries
+    assert unseen.detail["most_frequent_unseen"] == {"country": ["US"]}
+    assert unseen.status == "alert"
+
+    missing = readings["missing_share"]
+    assert missing.statistic == pytest.approx(0.3)
+    assert missing.detail["increase"] == pytest.approx({"amount": 0.04, "country": 0.3})
+    assert missing.status == "alert" and missing.normalised == pytest.approx(1.0 - 0.3 / 0.5)
+    json.dumps(feature_drift_proxies(reference, current, min_rows=100).to_dict())
+
+
+def test_reference_support_comes_from_every_reference_row_not_the_sample() -> None:
+    reference = pd.DataFrame({"code": ["rare"] + ["common"] * 9999, "x": np.r_[1e6, np.zeros(9999)]})
+    current = pd.DataFrame({"code": ["rare"] * 100 + ["common"] * 900, "x": np.full(1000, 5e5)})
+    readings = by_name(feature_drift_proxies(reference, current, sample=1000, seed=0, min_rows=100))
+    assert readings["unseen_categories_share"].statistic == 0.0
+    assert readings["out_of_range_share"].statistic == 0.0
+
+
+def test_fewer_missing_values_than_the_reference_do_not_count() -> None:
+    reference = pd.DataFrame({"x": np.r_[np.full(500, np.nan), np.ones(500)]})
+    current = pd.DataFrame({"x": np.ones(1000)})
+    missing = by_name(feature_drift_proxies(reference, current, min_rows=100))["missing_share"]
+    assert missing.statistic == 0.0 and missing.status == "ok"
+    assert missing.detail["reference"] == {"x": 0.5} and missing.detail["current"] == {"x": 0.0}
+
+
+def test_a_vanished_or_all_missing_column_is_all_missing_and_skipped_by_the_drift_tests() -> None:
+    reference = contexts(3000, seed=1)
+    current = contexts(3000, seed=2).drop(columns=["country"]).assign(risk=np.nan, merchant=None)
+    drift = feature_drift_proxies(reference, current)
+    readings = by_name(drift)
+    assert readings["missing_share"].statistic == 1.0
+    assert readings["missing_share"].detail["increase"]["country"] == 1.0
+    skipped = readings["drifted_columns_share"].detail["skipped"]
+    assert skipped == {
+        "risk": "all values missing in the current sample",
+        "country": "all values missing in the current sample",
+        "merchant": "all values missing in the current sample",
+    }
+    assert {c.column for c in drift.columns} == {"amount", "retries", "wallet"}
+
+
+def test_every_column_all_missing_leaves_only_the_data_quality_readings() -> None:
+    reference = pd.DataFrame({"x": np.ones(2000), "c": ["a"] * 2000})
+    current = pd.DataFrame({"x": np.full(2000, np.nan), "c": [None] * 2000})
+    drift = feature_drift_proxies(reference, current)
+    readings = by_name(drift)
+    assert readings["drifted_columns_share"].status == "unavailable"
+    assert readings["drifted_columns_share"].detail == {"reason": "every context column is all missing on one side"}
+    assert readings["missing_share"].statistic == 1.0
+    assert readings["out_of_range_share"].status == "unavailable"
+    assert readings["unseen_categories_share"].status == "unavailable"
+    assert drift.snapshot is None and drift.columns == ()
+
+
+# -- columns -----------------------------------------------------------------------------------------------
+
+
+def test_column_kinds_are_inferred_from_dtypes() -> None:
+    n = 1500
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "amount": rng.random(n),
+            "count": rng.integers(0, 5, n),
+            "flag": rng.random(n) < 0.5,
+            "brand": rng.choice(["visa", "mastercard"], n),
+            "device": pd.Categorical(rng.choice(["web", "app"], n)),
+            "at": pd.date_range("2026-01-01", periods=n, freq="min"),
+        }
+    )
+    drift = feature_drift_proxies(frame, frame)
+    kinds = {c.column: c.kind for c in drift.columns}
+    assert kinds == {
+        "amount": "numerical",
+        "count": "numerical",
+        "flag": "categorical",
+        "brand": "categorical",
+        "device": "categorical",
+    }
+    assert all(c.score == 0.0 and not c.drifted for c in drift.columns)
+    assert [r.statistic for r in drift.readings] == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_given_kinds_are_used_and_the_rest_inferred_or_left_out() -> None:
+    frame = contexts(2000, seed=1)
+    as_category = feature_drift_proxies(frame, frame, categorical=["retries"])
+    # Categorical given: only "retries"; numerical left None: inferred among the other columns.
+    assert {c.column: c.kind for c in as_category.columns} == {
+        "amount": "numerical",
+        "risk": "numerical",
+        "retries": "categorical",
+    }
+    only = feature_drift_proxies(frame, frame, numerical=["amount"], categorical=["country"])
+    assert [c.column for c in only.columns] == ["amount", "country"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"numerical": ["nope"]}, "numerical column 'nope' is not in the reference frame"),
+        ({"numerical": ["amount"], "categorical": ["amount"]}, "both numerical and categorical"),
+        ({"numerical": ["country"]}, "numerical column 'country' has dtype object in the reference"),
+        ({"categorical": "country"}, "must be a list of column names"),
+        ({"sample": 0}, "sample must be a positive integer"),
+        ({"min_rows": -1}, "min_rows must be a positive integer"),
+        ({"seed": 1.5}, "seed must be an integer"),
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs: dict, message: str) -> None:
+    frame = contexts(100, seed=1)
+    with pytest.raises(ValueError, match=message):
+        feature_drift_proxies(frame, frame, **kwargs)
+
+
+def test_a_numerical_column_that_turns_to_text_is_rejected() -> None:
+    reference = contexts(1000, seed=1)
+    current = reference.assign(amount=reference["amount"].astype(str))
+    with pytest.raises(ValueError, match="numerical column 'amount' has dtype object in the current frame"):
+        feature_drift_proxies(reference, current)
+
+
+def test_column_names_must_be_strings() -> None:
+    frame = pd.DataFrame({0: np.ones(1000)})
+    with pytest.raises(ValueError, match="column names must be strings"):
+        feature_drift_proxies(frame, frame)
+
+
+def test_frames_are_required() -> None:
+    with pytest.raises(ValueError, match="pandas DataFrames"):
+        feature_drift_proxies({"x": [1.0]}, pd.DataFrame({"x": [1.0]}))  # type: ignore[arg-type]
+
+
+# -- unavailable, report -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference", "current", "reason"),
+    [
+        (contexts(999, seed=1), contexts(5000, seed=2), "reference window has 999 rows, fewer than the 1000 needed"),
+        (contexts(5000, seed=1), pd.DataFrame(), "current window has 0 rows, fewer than the 1000 needed"),
+        (
+            pd.DataFrame({"at": pd.date_range("2026-01-01", periods=1000, freq="min")}),
+            pd.DataFrame({"at": pd.date_range("2026-02-01", periods=1000, freq="min")}),
+            "no numerical or categorical context column to compare",
+        ),
+    ],
+)
+def test_unavailable_windows_give_four_unavailable_readings(
+    reference: pd.DataFrame, current: pd.DataFrame, reason: str
+) -> None:
+    drift = feature_drift_proxies(reference, current)
+    assert [r.name for r in drift.readings] == NAMES
+    assert all(r.status == "unavailable" and r.detail == {"reason": reason} for r in drift.readings)
+    assert drift.columns == () and drift.snapshot is None
+    with pytest.raises(ValueError, match="no drift report"):
+        drift.html()
+
+
+def test_readings_carry_their_caps_triggers_and_json_detail() -> None:
+    drift = feature_drift_proxies(contexts(5000, seed=1), contexts(5000, seed=2))
+    assert [r.name for r in drift.readings] == NAMES
+    assert all(r.category == "feature_drift" for r in drift.readings)
+    share = drift.readings[0]
+    assert (share.cap, share.trigger) == (DRIFTED_SHARE_CAP, DRIFTED_SHARE_TRIGGER)
+    text = json.dumps(drift.to_dict())
+    assert json.loads(text)["columns"][0]["column"] == "amount"
+    assert share.detail["sample_rows"] == {"reference": 5000, "current": 5000}
+
+
+def test_the_evidently_report_saves_as_html(tmp_path: Path) -> None:
+    drift = feature_drift_proxies(contexts(3000, seed=1), contexts(3000, seed=2, amount_shift=0.5))
+    path = tmp_path / "drift.html"
+    drift.save_html(path)  # a Path, which evidently's own save_html would silently skip
+    text = path.read_text(encoding="utf-8")
+    assert text.lstrip().lower().startswith("<!doctype html") and text.rstrip().endswith("</html>")
+    assert "Drift in column 'amount'" in text and "Count of Drifted Columns" in text
