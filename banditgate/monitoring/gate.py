@@ -97,6 +97,9 @@ class GateOptions:
         Decisions of the sample whose whole candidate set is scored (uncertainty, disagreement).
     seed
         Seed of the samples, so an evaluation can be reproduced.
+    calendar_keys
+        Context fields left out of the feature-drift tests: the hour and weekday mix of a short window differs
+        from a multi-week reference's by construction, which is seasonality, not drift.
     """
 
     parameters: SufficiencyParameters = field(default_factory=lambda: preset("default"))
@@ -107,6 +110,7 @@ class GateOptions:
     sample_size: int = 20_000
     scoring_size: int = 5_000
     seed: int = 0
+    calendar_keys: tuple[str, ...] = ("hour_of_day", "day_of_week")
 
     def __post_init__(self) -> None:
         if not (self.window_days > 0 and math.isfinite(self.window_days)):
@@ -124,6 +128,7 @@ class GateOptions:
             "sample_size": self.sample_size,
             "scoring_size": self.scoring_size,
             "seed": self.seed,
+            "calendar_keys": list(self.calendar_keys),
         }
 
 
@@ -223,7 +228,7 @@ def evaluate_gate(
         frame, by=by, min_size=params.min_segment_size,
         reference_scores=_segment_references(evidence.reference, reference.chosen, by), **dimension_args,
     )  # fmt: skip
-    feature_drift = _feature_drift(evidence, options.seed)
+    feature_drift = _feature_drift(evidence, options)
     readings = [
         *score_distribution_proxies(
             reference_scores if reference_scores is not None else [], current.chosen[np.isfinite(current.chosen)]
@@ -415,14 +420,17 @@ def _segment_report(segment: Any, params: SufficiencyParameters) -> dict[str, An
     return result
 
 
-def _context_frame(window: Window) -> pd.DataFrame:
-    return pd.DataFrame.from_records(window.sample["context"].tolist()) if len(window.sample) else pd.DataFrame()
+def _context_frame(window: Window, leave_out: Sequence[str]) -> pd.DataFrame:
+    if not len(window.sample):
+        return pd.DataFrame()
+    frame = pd.DataFrame.from_records(window.sample["context"].tolist())
+    return frame.drop(columns=[c for c in leave_out if c in frame.columns])
 
 
-def _feature_drift(evidence: Evidence, seed: int) -> FeatureDrift:
-    return feature_drift_proxies(
-        _context_frame(evidence.reference), _context_frame(evidence.current), sample=DRIFT_SAMPLE, seed=seed
-    )
+def _feature_drift(evidence: Evidence, options: GateOptions) -> FeatureDrift:
+    reference = _context_frame(evidence.reference, options.calendar_keys)
+    current = _context_frame(evidence.current, options.calendar_keys)
+    return feature_drift_proxies(reference, current, sample=DRIFT_SAMPLE, seed=options.seed)
 
 
 def _uncertainty(evidence: Evidence, current: _Scored, reference: _Scored) -> list[ProxyReading]:
@@ -441,8 +449,9 @@ def _uncertainty(evidence: Evidence, current: _Scored, reference: _Scored) -> li
 
 
 def _finite(values: np.ndarray) -> np.ndarray | None:
+    """The finite predictions, if they are probabilities (a regression oracle's need not be)."""
     finite = values[np.isfinite(values)]
-    return finite if finite.size else None
+    return finite if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0 else None
 
 
 def _disagreement(

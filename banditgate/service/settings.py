@@ -53,6 +53,7 @@ class GateSettings(BaseModel):
     reward_kind: str = "authorisation"
     early_kind: str = "authorisation"
     segment_keys: list[str] = Field(default_factory=lambda: ["issuer_country"])
+    calendar_keys: list[str] = Field(default_factory=lambda: ["hour_of_day", "day_of_week"])
     sample_size: int = Field(default=20_000, ge=100, le=10_000_000)
     max_age_hours: float = Field(
         default=24.0, gt=0.0, description="a promotion relies on a gate evaluation computed at most this long ago"
@@ -67,7 +68,8 @@ class GateSettings(BaseModel):
         """The gate options these settings describe (``changes`` override fields, e.g. ``window_days``)."""
         values = {**self.model_dump(exclude={"max_age_hours"}), **changes}
         parameters = preset(values.pop("preset"), **values.pop("parameters"))
-        return GateOptions(parameters=parameters, **{**values, "segment_keys": tuple(values["segment_keys"])})
+        tuples = {key: tuple(values[key]) for key in ("segment_keys", "calendar_keys")}
+        return GateOptions(parameters=parameters, **{**values, **tuples})
 
 
 class PolicySettings(BaseModel):

@@ -49,4 +49,4 @@ class LiveServer:
         self._thread.join(timeout=30)
 
     def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30.0, **kwargs)
+        return httpx.Client(**{"base_url": self.url, "timeout": 30.0, **kwargs})  # type: ignore[arg-type]

@@ -240,7 +240,8 @@ def discounted_total_variation(reference: Mapping[str, int], current: Mapping[st
     0.0
     """
     ref, cur = _aligned_counts(reference, current)
-    return float(0.5 * proportion_shift(ref, ref.sum(), cur, cur.sum(), z).sum())
+    # Clipped: disjoint supports sum to 1 only up to rounding (1.0000000000000002).
+    return min(1.0, float(0.5 * proportion_shift(ref, ref.sum(), cur, cur.sum(), z).sum()))
 
 
 def wilson_lower(k: int, n: int, z: float) -> float:
