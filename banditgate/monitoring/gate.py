@@ -274,6 +274,7 @@ def evaluate_gate(
         "limits": [CONCEPT_DRIFT_LIMIT],
     }
     report["alerts"] = _alerts(history, report)
+    report["override"] = _override_status(generation, as_of, report)
     if what_if is not None:
         report["what_if"] = _what_if(what_if, values, params)
     report["summary"] = _summary(report)
@@ -534,6 +535,27 @@ def _alerts(history: Sequence[Mapping[str, Any]], report: Mapping[str, Any]) -> 
         {"kind": "proxy", "proxy": n, "message": f"proxy {n} is beyond its trigger"} for n in sorted(names - before)
     )
     return raised
+
+
+def _override_status(generation: Generation, as_of: datetime, report: dict[str, Any]) -> dict[str, Any] | None:
+    """The override a deployed generation was promoted under, if any, and whether it has expired.
+
+    An override lends a generation time, not evidence: once it expires, a deployed generation whose evidence
+    is still not SUFFICIENT raises an alert on every evaluation.
+    """
+    override = (generation.gate_report or {}).get("override")
+    if generation.status != "deployed" or not override:
+        return None
+    expired = datetime.fromisoformat(override["until"]) <= as_of
+    if expired and report["level"] != Level.SUFFICIENT.value:
+        report["alerts"].append(
+            {
+                "kind": "override",
+                "message": f"generation {generation.number} was promoted under an override by {override['by']} that "
+                f"expired at {override['until']}; its evidence is still {report['level']}",
+            }
+        )
+    return {**override, "expired": expired}
 
 
 def _what_if(name: str, start: Dimensions, params: SufficiencyParameters, days: int = 90) -> dict[str, Any]:

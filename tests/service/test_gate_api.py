@@ -126,6 +126,22 @@ def test_an_override_names_who_why_and_until_when_and_is_recorded(server: LiveSe
     assert body["generation"]["gate_report"] == gate and body["generation"]["status"] == "deployed"
 
 
+def test_once_the_override_expires_the_deployed_generation_alerts(server: LiveServer) -> None:
+    without_evidence(server)
+    override = {"by": "dana", "reason": "incident", "until": FUTURE}
+    assert promote(server, override=override)[0] == 200
+    later = (datetime.fromisoformat(FUTURE) + timedelta(days=1)).isoformat()
+    with server.client(timeout=120) as client:
+        before = client.get("/v1/policies/default/generations/1/gate").json()
+        after = client.get("/v1/policies/default/generations/1/gate", params={"as_of": later}).json()
+    assert before["override"]["expired"] is False and not [a for a in before["alerts"] if a["kind"] == "override"]
+    assert after["override"]["expired"] is True and after["level"] == "INSUFFICIENT"
+    assert [a["message"] for a in after["alerts"] if a["kind"] == "override"] == [
+        f"generation 1 was promoted under an override by dana that expired at "
+        f"{datetime.fromisoformat(FUTURE).isoformat()}; its evidence is still INSUFFICIENT"
+    ]
+
+
 def test_an_expired_override_does_not_count(server: LiveServer) -> None:
     without_evidence(server)
     past = (NOW - timedelta(hours=1)).isoformat()
