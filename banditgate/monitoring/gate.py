@@ -221,13 +221,13 @@ def evaluate_gate(
     ).drop_duplicates()
     arrival = arrival_curve(arrival_frame["decided_at"], arrival_frame["label_observed_at"], as_of)
     needed = requirements(values, params)
-    latency = _latency_report(frame, as_of, arrival, needed, score.level, values, params)
+    latency = _latency_report(frame, as_of, arrival, needed, score.level)
 
     by = [*options.segment_keys, "action_id"]
+    segment_references = _segment_references(evidence.reference, reference.chosen, by)
     segments = segment_dimensions(
-        frame, by=by, min_size=params.min_segment_size,
-        reference_scores=_segment_references(evidence.reference, reference.chosen, by), **dimension_args,
-    )  # fmt: skip
+        frame, by=by, min_size=params.min_segment_size, reference_scores=segment_references, **dimension_args
+    )
     feature_drift = _feature_drift(evidence, options)
     readings = [
         *score_distribution_proxies(
@@ -235,7 +235,7 @@ def evaluate_gate(
         ),
         *feature_drift.readings,
         *_uncertainty(evidence, current, reference),
-        *_disagreement(session, artifact_dir, policy_row, generation, deployed, evidence.current, current),
+        *_disagreement(artifact_dir, policy_row, generation, deployed, evidence.current, current),
         *operational_proxies(_operational(evidence.reference), _operational(evidence.current)),
         *maturity_proxies(_cohorts(frame, as_of, arrival)),
         *ground_truth_proxies(
@@ -244,9 +244,9 @@ def evaluate_gate(
         ),
     ]
     estimated = proxy_dimensions(readings)
-    proxy_values = Dimensions(
-        **{d: estimated[d] if estimated[d] is not None else values.to_dict()[d] for d in DIMENSIONS}
-    )
+    # A dimension no available proxy covers keeps its measured value in S_proxy.
+    measured_values = values.to_dict()
+    proxy_values = Dimensions(**{d: measured_values[d] if estimated[d] is None else estimated[d] for d in DIMENSIONS})
     proxy_score = composite(proxy_values, params)
 
     report: dict[str, Any] = {
@@ -373,9 +373,8 @@ def _latency_report(
     curve: SurvivalCurve,
     needed: Sequence[Any],
     level: Level,
-    values: Dimensions,
-    params: SufficiencyParameters,
 ) -> dict[str, Any]:
+    """The arrival curve, and when the labels still arriving should make the generation SUFFICIENT."""
     ages = (pd.Timestamp(as_of) - frame["decided_at"]).dt.total_seconds().to_numpy() / 86_400.0
     expected = curve.expected_window_completeness(ages) if len(ages) else 0.0
     report: dict[str, Any] = {
@@ -386,15 +385,12 @@ def _latency_report(
     if level is Level.SUFFICIENT:
         report["explanation"] = "sufficient now"
         return report
+    # The labels still to arrive raise completeness only; the rest is held where it is. If no completeness
+    # reaches the threshold with them, waiting alone will not do it.
     completeness = next(r for r in needed if r.dimension == "completeness")
-    others_fine = all(
-        r.achievable and r.needed is not None and getattr(values, r.dimension) >= r.needed
-        for r in needed
-        if r.dimension not in ("completeness", "freshness")
-    )
-    if completeness.needed is None or not others_fine:
+    if completeness.needed is None:
         report["explanation"] = "labels arriving will not make it sufficient by themselves: " + "; ".join(
-            r.message for r in needed if r.dimension not in ("completeness", "freshness")
+            r.message for r in needed if r.dimension != "completeness"
         )
         return report
     days = days_until_completeness(frame, as_of, completeness.needed, curve=curve)
@@ -456,7 +452,6 @@ def _finite(values: np.ndarray) -> np.ndarray | None:
 
 
 def _disagreement(
-    session: Session,
     artifact_dir: Path,
     policy: Policy,
     generation: Generation,

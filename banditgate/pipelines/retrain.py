@@ -4,13 +4,16 @@ The candidate's oracle is fitted by plain supervised learning (ERM) on the matur
 window, on the earlier part of a time split; the later part is held out for the off-policy evaluation
 against the deployed generation and uniform random, so the model is never judged on rows it has seen.
 The candidate is registered with its lineage and waits for promotion: retraining never deploys.
+
+An optional trust region bounds how far one generation may move from the deployed one, against the
+oscillation effect of the Adyen paper (DESIGN.md section 1): see :func:`trust_region_gamma`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from banditgate.ledger import registry
 from banditgate.ledger.models import Generation
 from banditgate.ledger.types import utcnow
-from banditgate.pipelines.evaluation import evaluate_policies, evaluated_generation, standard_policies
+from banditgate.pipelines.evaluation import (
+    EvaluatedPolicy,
+    evaluate_policies,
+    evaluated_generation,
+    standard_policies,
+)
 from banditgate.pipelines.training_set import TrainingSet, load_training_set
 from banditgate.policies.actions import Action
 from banditgate.policies.exploration import ExplorationRule, make_rule
@@ -31,6 +39,12 @@ from banditgate.policies.oracles import make_oracle
 log = logging.getLogger(__name__)
 
 GammaSchedule = Literal["fixed", "sqrt", "budget"]
+
+#: The recent decisions (most recent held-out rows) on which the gamma budget and the trust region are measured.
+RECENT_CONTEXTS = 1000
+#: The trust region's search: gamma = 0 and this many log-spaced values in [1e-4 * gamma, gamma), then bisection.
+TRUST_REGION_GRID = 24
+TRUST_REGION_BISECTIONS = 20
 
 
 class NotEnoughData(RuntimeError):
@@ -61,6 +75,11 @@ class RetrainOptions:
         SquareCB's gamma for the new generation: ``fixed`` keeps the policy's gamma, ``sqrt`` sets
         ``gamma0 * sqrt(n)`` for ``n`` training rows, ``budget`` picks the gamma whose mean off-greedy
         probability mass on recent contexts is ``exploration_budget``.
+    trust_region
+        Cap on the mean total-variation distance between the new generation's action distribution and the
+        deployed generation's on the most recent matured decisions (``None``: no cap; SquareCB only). The
+        new generation's gamma is lowered until ``mean_x TV(p_new(.|x), p_deployed(.|x)) <= trust_region``;
+        see :func:`trust_region_gamma`.
     holdout_fraction
         The most recent share of matured rows held out for evaluation.
     max_eval_rows
@@ -79,6 +98,7 @@ class RetrainOptions:
     gamma_schedule: GammaSchedule = "fixed"
     gamma0: float = 1.0
     exploration_budget: float = 0.1
+    trust_region: float | None = None
     holdout_fraction: float = 0.2
     max_eval_rows: int = 50_000
     min_rows: int = 200
@@ -95,6 +115,11 @@ class RetrainOptions:
             raise ValueError(f"unknown gamma schedule {self.gamma_schedule!r}: fixed, sqrt or budget")
         if not 0.0 < self.exploration_budget < 1.0:
             raise ValueError("exploration_budget must be in (0, 1)")
+        if self.trust_region is not None and not 0.0 < self.trust_region < 1.0:
+            raise ValueError(
+                f"trust region must be a total-variation distance in (0, 1), got {self.trust_region!r} "
+                "(0 would freeze the policy; 1 or more caps nothing)"
+            )
 
 
 @dataclass
@@ -150,6 +175,80 @@ def choose_gamma(options: RetrainOptions, n_rows: int, off_greedy_mass: Callable
     return math.sqrt(low * high)
 
 
+def total_variation(p: Sequence[float], q: Sequence[float]) -> float:
+    """Total-variation distance between two distributions over the same actions.
+
+    ``TV(p, q) = 1/2 * sum_a |p(a) - q(a)|``: the largest difference in probability the two policies give to
+    any set of actions, in [0, 1].
+
+    Examples
+    --------
+    >>> total_variation([0.5, 0.25, 0.25], [0.25, 0.25, 0.5])
+    0.25
+    """
+    return 0.5 * sum(abs(a - b) for a, b in zip(p, q, strict=True))
+
+
+def trust_region_gamma(cap: float, gamma: float, distance: Callable[[float], float]) -> dict[str, Any]:
+    """The largest SquareCB gamma in ``[0, gamma]`` whose distance to the deployed generation is within ``cap``.
+
+    ``distance(g)`` is the mean total-variation distance, over recent contexts ``x_1..x_n``, between the new
+    generation's action distribution at gamma ``g`` and the deployed generation's,
+    ``D(g) = 1/n * sum_i TV(p_g(.|x_i), p_deployed(.|x_i))``. ``gamma`` is what the schedule asked for.
+
+    Why gamma, and only downwards. A generation serves with one oracle and one rule; a mixture
+    ``(1 - alpha) * p_deployed + alpha * p_new`` would need both generations' oracles at serving time, and
+    the probability floor belongs to the policy, not to a generation, so gamma is the one per-generation
+    knob the serving path has. Lowering it moves the new generation towards uniform (``gamma = 0`` is
+    uniform): when the deployed generation is uniform (generation 0), ``D`` rises monotonically from 0 with
+    gamma, so the cap is always met and successive generations can only sharpen by steps of at most ``cap``.
+    The trust region is a brake: it never makes a generation greedier than its schedule asked.
+
+    Search. If ``D(gamma) <= cap`` nothing changes. Otherwise ``D`` is evaluated at 0 and on a log grid of
+    :data:`TRUST_REGION_GRID` values in ``[1e-4 * gamma, gamma)`` (``D`` need not be monotone when the
+    deployed generation is itself sharp: moving towards uniform can also move away from it), and the gamma
+    returned is the boundary found by bisection between the largest grid value within the cap and the next
+    one. If no value is within the cap, the gamma with the smallest distance found is kept and ``met`` is
+    false.
+
+    Returns
+    -------
+    dict
+        ``{"cap", "gamma_before", "tv_before", "gamma", "tv_after", "met"}``: the schedule's gamma and its
+        distance, the gamma chosen and its distance, and whether ``tv_after <= cap``.
+
+    Examples
+    --------
+    With ``D(g) = g / (g + 10)`` (as for a uniform deployed generation, rising from 0), a cap of 0.5 stops at
+    ``g = 10``:
+
+    >>> result = trust_region_gamma(0.5, 100.0, lambda g: g / (g + 10.0))
+    >>> round(result["gamma"], 3), round(result["tv_before"], 4), result["met"]
+    (10.0, 0.9091, True)
+    """
+    before = distance(gamma)
+    result = {"cap": cap, "gamma_before": gamma, "tv_before": before}
+    if before <= cap:
+        return {**result, "gamma": gamma, "tv_after": before, "met": True}
+    points = [0.0, *(gamma * 10.0 ** (4.0 * (i / TRUST_REGION_GRID - 1.0)) for i in range(TRUST_REGION_GRID))]
+    distances = [distance(g) for g in points]
+    points.append(gamma)
+    distances.append(before)
+    within = [i for i, d in enumerate(distances) if d <= cap]
+    if not within:
+        best = int(np.argmin(distances))
+        return {**result, "gamma": points[best], "tv_after": distances[best], "met": False}
+    low, high, low_distance = points[within[-1]], points[within[-1] + 1], distances[within[-1]]
+    for _ in range(TRUST_REGION_BISECTIONS):
+        middle = 0.5 * (low + high)
+        d = distance(middle)
+        if d <= cap:
+            low, low_distance = middle, d
+        else:
+            high = middle
+    return {**result, "gamma": low, "tv_after": low_distance, "met": True}
+
+
 def retrain(
     sessions: sessionmaker[Session],
     artifact_dir: Path,
@@ -163,6 +262,10 @@ def retrain(
     as_of = options.as_of or started
     with sessions() as session:
         config = registry.get_policy(session, policy)
+        if options.trust_region is not None and config.exploration != "squarecb":
+            raise ValueError(
+                f"{policy}: the trust region tunes SquareCB's gamma; this policy explores with {config.exploration}"
+            )
         deployed = registry.get_generation(session, policy, config.deployed_generation)
         assert deployed is not None
         generations = None if options.pool_generations else [deployed.number]
@@ -198,8 +301,10 @@ def retrain(
         sample_weight=sample_weights(training, train_rows, options),
     )
     eval_rows = held_out_rows[-options.max_eval_rows :]
-    rule, exploration_params = _exploration(config, oracle, training, eval_rows, options, len(train_rows))
     deployed_policy = evaluated_generation("deployed", config, deployed, artifact_dir)
+    rule, exploration_params, trust_region = _exploration(
+        config, oracle, deployed_policy, training, eval_rows, options, len(train_rows)
+    )
     ope_report = evaluate_policies(training, eval_rows, standard_policies(oracle, rule, deployed_policy), oracle)
     ope_report["as_of"] = as_of.isoformat()
     ope_report["deployed_generation"] = deployed.number
@@ -223,6 +328,7 @@ def retrain(
                 "evaluated": len(eval_rows),
                 "training_positive_rate": float((training.rewards[train_rows] > 0.5).mean()),
                 "options": _describe(options),
+                **({"trust_region": trust_region} if trust_region is not None else {}),
             },
             training_window=(training.window_start, as_of),
             parent=deployed.number,
@@ -234,26 +340,71 @@ def retrain(
 
 
 def _exploration(
-    config: Any, oracle: Any, training: TrainingSet, rows: np.ndarray, options: RetrainOptions, n_rows: int
-) -> tuple[ExplorationRule, dict[str, Any]]:
+    config: Any,
+    oracle: Any,
+    deployed: EvaluatedPolicy,
+    training: TrainingSet,
+    rows: np.ndarray,
+    options: RetrainOptions,
+    n_rows: int,
+) -> tuple[ExplorationRule, dict[str, Any], dict[str, Any] | None]:
+    """The new generation's rule, its parameters as registered, and what the trust region did (or None)."""
     params = dict(config.exploration_params)
-    if config.exploration == "squarecb" and options.gamma_schedule != "fixed":
+    trust_region = None
+    if config.exploration == "squarecb" and (options.gamma_schedule != "fixed" or options.trust_region is not None):
+
+        def rule_at(gamma: float) -> ExplorationRule:
+            return make_rule("squarecb", {**params, "gamma": gamma, "floor": config.floor})
+
         # Scores do not depend on gamma: compute them once for a sample of recent decisions.
-        sample_scores = []
-        for i in rows[-1000:]:
-            context = training.context(i)
-            actions = [Action(a["id"], a.get("features") or {}) for a in training.actions[i]]
-            sample_scores.append(oracle.predict_decision(context, actions))
+        sample = [
+            (training.context(i), [Action(a["id"], a.get("features") or {}) for a in training.actions[i]])
+            for i in rows[-RECENT_CONTEXTS:]
+        ]
+        sample_scores = [oracle.predict_decision(context, actions) for context, actions in sample]
 
         def off_greedy_mass(gamma: float) -> float:
-            rule = make_rule("squarecb", {**params, "gamma": gamma, "floor": config.floor})
+            rule = rule_at(gamma)
             return float(np.mean([1.0 - rule.probabilities(s)[int(np.argmax(s))] for s in sample_scores]))
 
         gamma = choose_gamma(options, n_rows, off_greedy_mass)
         if gamma is not None:
             params["gamma"] = gamma
+        if options.trust_region is not None:
+            deployed_probabilities = [
+                deployed.rule.probability_list(
+                    deployed.oracle.predict_decision(context, actions)
+                    if deployed.oracle is not None
+                    else [0.0] * len(actions)
+                )
+                for context, actions in sample
+            ]
+
+            def distance(gamma: float) -> float:
+                rule = rule_at(gamma)
+                return float(
+                    np.mean(
+                        [
+                            total_variation(rule.probability_list(s), q)
+                            for s, q in zip(sample_scores, deployed_probabilities, strict=True)
+                        ]
+                    )
+                )
+
+            scheduled = float(make_rule("squarecb", {**params, "floor": config.floor}).params()["gamma"])
+            trust_region = {
+                **trust_region_gamma(options.trust_region, scheduled, distance),
+                "contexts": len(sample),
+            }
+            if not trust_region["met"]:
+                log.warning(
+                    "trust region %.3f not met: smallest mean TV to the deployed generation is %.4f",
+                    options.trust_region,
+                    trust_region["tv_after"],
+                )
+            params["gamma"] = trust_region["gamma"]
     rule = make_rule(config.exploration, {**params, "floor": config.floor})
-    return rule, {k: v for k, v in params.items() if k != "floor"}
+    return rule, {k: v for k, v in params.items() if k != "floor"}, trust_region
 
 
 def _describe(options: RetrainOptions) -> dict[str, Any]:
@@ -267,5 +418,6 @@ def _describe(options: RetrainOptions) -> dict[str, Any]:
         "gamma_schedule": options.gamma_schedule,
         "gamma0": options.gamma0,
         "exploration_budget": options.exploration_budget,
+        "trust_region": options.trust_region,
         "holdout_fraction": options.holdout_fraction,
     }

@@ -31,7 +31,7 @@ OPTIONS = GateOptions(sample_size=5_000, scoring_size=400)
 
 
 class Ledger:
-    def __init__(self, directory: Path, *, labels: bool = True) -> None:
+    def __init__(self, directory: Path, *, labels: bool = True, delay: timedelta | None = None) -> None:
         def then(sessions: sessionmaker[Session]) -> None:
             retrain(
                 sessions,
@@ -39,9 +39,14 @@ class Ledger:
                 "default",
                 RetrainOptions(as_of=TRAINED_UNTIL, window=timedelta(days=8)),
             )
-            if not labels:
-                with sessions() as session, session.begin():
+            with sessions() as session, session.begin():
+                if not labels:
                     session.execute(delete(Reward))
+                if delay is not None:
+                    # 60% of the authorisation results arrive `delay` late (a slow acquirer's batch files).
+                    rows = session.scalars(select(Reward).where(Reward.kind == "authorisation", Reward.id % 10 < 6))
+                    for reward in rows:
+                        reward.received_at += delay
 
         env = simulated_ledger(directory, WORLD, days=12, per_day=300, seed=3, then=then)
         self.engine = make_engine(env["BANDITGATE_DATABASE_URL"])
@@ -77,6 +82,13 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
 @pytest.fixture(scope="module")
 def unlabelled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
     built = Ledger(tmp_path_factory.mktemp("gate-unlabelled"), labels=False)
+    yield built
+    built.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def delayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
+    built = Ledger(tmp_path_factory.mktemp("gate-delayed"), delay=timedelta(days=5))
     yield built
     built.engine.dispose()
 
@@ -179,3 +191,17 @@ def test_an_upward_move_raises_no_alert(ledger: Ledger, candidate: GateResult) -
 def test_unknown_generation(ledger: Ledger) -> None:
     with pytest.raises(UnknownGeneration, match="no generation 9"):
         ledger.gate(number=9)
+
+
+def test_when_labels_are_late_the_gate_says_when_it_will_be_sufficient_and_it_is(delayed: Ledger) -> None:
+    # Completeness must reach 0.9 for the gate factor to stop scaling S down.
+    options = GateOptions(parameters=preset("default", tau_c=0.9), sample_size=5_000, scoring_size=400)
+    now = delayed.gate(options=options).report
+    assert now["level"] != "SUFFICIENT" and now["dimensions"]["completeness"]["value"] < 0.9
+    latency = now["label_latency"]
+    days = latency["days_until_sufficient"]
+    assert days is not None and 0 < days <= 5, latency["explanation"]
+    assert latency["target_completeness"] > now["dimensions"]["completeness"]["value"]
+    later = delayed.gate(options=options, as_of=AS_OF + timedelta(days=days + 0.5)).report
+    assert later["dimensions"]["completeness"]["value"] >= latency["target_completeness"] - 0.02
+    assert later["level"] == "SUFFICIENT"
