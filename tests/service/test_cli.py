@@ -23,6 +23,7 @@ DECISION = {"decision_id": "cli-1", "context": {"amount_eur": 5.0}, "actions": [
     [
         *([], ["serve"], ["decide"], ["reward"], ["policies"], ["policies", "set"], ["db", "upgrade"]),
         *(["simulate"], ["retrain"], ["evaluate"], ["health"], ["promote"], ["rollback"], ["generations"]),
+        *(["gate"], ["blind-period"]),
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
