@@ -236,7 +236,7 @@ def evaluate_gate(
         *feature_drift.readings,
         *_uncertainty(evidence, current, reference),
         *_disagreement(artifact_dir, policy_row, generation, deployed, evidence.current, current),
-        *operational_proxies(_operational(evidence.reference), _operational(evidence.current)),
+        *operational_proxies(*_operational(evidence.current)),
         *maturity_proxies(_cohorts(frame, as_of, arrival)),
         *ground_truth_proxies(
             _early(evidence.reference, options.early_kind, reference.chosen),
@@ -479,8 +479,25 @@ def _disagreement(
     )
 
 
-def _operational(window: Window) -> OperationalCounts:
+def _operational(window: Window) -> tuple[OperationalCounts, OperationalCounts]:
+    """Operational counts of the serving generation: the earlier half of the current window, then the recent half.
+
+    Operational signals describe how the serving path behaves, so both sides must come from one generation:
+    against its predecessor's traffic, a new generation's own choices (its exploration level, its action mix,
+    the declines it avoids) would read as shifts on every check. The generation is the one that served the
+    recent half; the halves split the sampled decisions at their median time.
+    """
     sample = window.sample
+    if sample.empty:
+        return _operational_counts(sample), _operational_counts(sample)
+    middle = sample["decided_at"].quantile(0.5)
+    serving = sample.loc[sample["decided_at"] > middle, "generation"]
+    rows = sample[sample["generation"] == (serving.mode().iloc[0] if len(serving) else sample["generation"].iloc[-1])]
+    earlier, recent = rows[rows["decided_at"] <= middle], rows[rows["decided_at"] > middle]
+    return _operational_counts(earlier), _operational_counts(recent)
+
+
+def _operational_counts(sample: pd.DataFrame) -> OperationalCounts:
     logged = sample["probabilities"].tolist()
     chosen = [
         next(i for i, a in enumerate(actions) if a["id"] == action_id)
