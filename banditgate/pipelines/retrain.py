@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 GammaSchedule = Literal["fixed", "sqrt", "budget"]
 
-#: The recent decisions (most recent held-out rows) on which the gamma budget and the trust region are measured.
+#: The gamma budget and the trust region are measured on this many most recent matured decisions.
 RECENT_CONTEXTS = 1000
 #: The trust region's search: gamma = 0 and this many log-spaced values in [1e-4 * gamma, gamma), then bisection.
 TRUST_REGION_GRID = 24
@@ -74,10 +74,10 @@ class RetrainOptions:
     gamma_schedule, gamma0, exploration_budget
         SquareCB's gamma for the new generation: ``fixed`` keeps the policy's gamma, ``sqrt`` sets
         ``gamma0 * sqrt(n)`` for ``n`` training rows, ``budget`` picks the gamma whose mean off-greedy
-        probability mass on recent contexts is ``exploration_budget``.
+        probability mass on the :data:`RECENT_CONTEXTS` most recent matured decisions is ``exploration_budget``.
     trust_region
         Cap on the mean total-variation distance between the new generation's action distribution and the
-        deployed generation's on the most recent matured decisions (``None``: no cap; SquareCB only). The
+        deployed generation's on the same recent decisions (``None``: no cap; SquareCB only). The
         new generation's gamma is lowered until ``mean_x TV(p_new(.|x), p_deployed(.|x)) <= trust_region``;
         see :func:`trust_region_gamma`.
     holdout_fraction
@@ -202,7 +202,11 @@ def trust_region_gamma(cap: float, gamma: float, distance: Callable[[float], flo
     knob the serving path has. Lowering it moves the new generation towards uniform (``gamma = 0`` is
     uniform): when the deployed generation is uniform (generation 0), ``D`` rises monotonically from 0 with
     gamma, so the cap is always met and successive generations can only sharpen by steps of at most ``cap``.
-    The trust region is a brake: it never makes a generation greedier than its schedule asked.
+    The trust region is a brake: it never makes a generation greedier than its schedule asked. Against a
+    sharp deployed generation whose oracle disagrees with the new one on the best action of some contexts,
+    gamma alone may not reach a small cap (spreading mass towards uniform also departs from the deployed
+    distribution); the generation is then still registered, with the smallest distance found and ``met``
+    false, for the reviewer to weigh at promotion.
 
     Search. If ``D(gamma) <= cap`` nothing changes. Otherwise ``D`` is evaluated at 0 and on a log grid of
     :data:`TRUST_REGION_GRID` values in ``[1e-4 * gamma, gamma)`` (``D`` need not be monotone when the
@@ -303,7 +307,7 @@ def retrain(
     eval_rows = held_out_rows[-options.max_eval_rows :]
     deployed_policy = evaluated_generation("deployed", config, deployed, artifact_dir)
     rule, exploration_params, trust_region = _exploration(
-        config, oracle, deployed_policy, training, eval_rows, options, len(train_rows)
+        config, oracle, deployed_policy, training, options, len(train_rows)
     )
     ope_report = evaluate_policies(training, eval_rows, standard_policies(oracle, rule, deployed_policy), oracle)
     ope_report["as_of"] = as_of.isoformat()
@@ -344,7 +348,6 @@ def _exploration(
     oracle: Any,
     deployed: EvaluatedPolicy,
     training: TrainingSet,
-    rows: np.ndarray,
     options: RetrainOptions,
     n_rows: int,
 ) -> tuple[ExplorationRule, dict[str, Any], dict[str, Any] | None]:
@@ -356,10 +359,11 @@ def _exploration(
         def rule_at(gamma: float) -> ExplorationRule:
             return make_rule("squarecb", {**params, "gamma": gamma, "floor": config.floor})
 
-        # Scores do not depend on gamma: compute them once for a sample of recent decisions.
+        # Scores do not depend on gamma: compute them once for the most recent decisions (those whose candidate
+        # sets were loaded).
         sample = [
             (training.context(i), [Action(a["id"], a.get("features") or {}) for a in training.actions[i]])
-            for i in rows[-RECENT_CONTEXTS:]
+            for i in sorted(training.actions)[-RECENT_CONTEXTS:]
         ]
         sample_scores = [oracle.predict_decision(context, actions) for context, actions in sample]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from banditgate.ledger import registry
+from banditgate.ledger.artifacts import generation_rule, load_artifact
 from banditgate.ledger.decision_log import record_reward
 from banditgate.ledger.models import Decision
-from banditgate.pipelines.retrain import NotEnoughData, RetrainOptions, retrain
+from banditgate.pipelines.retrain import NotEnoughData, RetrainOptions, retrain, trust_region_gamma
 from banditgate.pipelines.training_set import load_training_set
+from banditgate.policies.actions import Action
 from banditgate.policies.oracles import load_oracle, sha256_hex
 from banditgate.simulator import PaymentWorld
 from tests.support.ledger_fill import fill
@@ -111,3 +114,100 @@ def test_a_retrained_generation_earns_more_than_uniform_on_fresh_traffic(
         f"uniform {uniform['expected_reward']:.4f}"
     )
     assert learned["expected_reward"] > uniform["expected_reward"] + 0.003
+
+
+def mean_tv(
+    sessions: sessionmaker[Session], artifact_dir: Path, new: int, old: int, as_of: datetime, window: timedelta
+) -> float:
+    """Mean total-variation distance between two generations as they serve, on the last 1,000 matured decisions."""
+    with sessions() as session:
+        policy = registry.get_policy(session, "default")
+        served = []
+        for number in (new, old):
+            generation = registry.get_generation(session, "default", number)
+            oracle = load_artifact(generation, artifact_dir) if generation.oracle is not None else None
+            served.append((oracle, generation_rule(policy, generation)))
+        recent = load_training_set(session, "default", as_of, window, actions_for_last=1000)
+    assert len(recent.actions) == 1000
+    distances = []
+    for row, candidates in recent.actions.items():
+        context = recent.context(row)
+        actions = [Action(a["id"], a.get("features") or {}) for a in candidates]
+        p, q = (
+            rule.probabilities(
+                oracle.predict_decision(context, actions) if oracle is not None else np.zeros(len(actions))
+            )
+            for oracle, rule in served
+        )
+        distances.append(0.5 * np.abs(p - q).sum())
+    return float(np.mean(distances))
+
+
+def test_a_trust_region_caps_the_distance_to_a_uniform_deployed_generation(
+    sessions: sessionmaker[Session], logged: Path
+) -> None:
+    as_of, window = START + timedelta(days=DAYS), timedelta(days=14)
+    free = retrain(sessions, logged, "default", RetrainOptions(as_of=as_of)).generation
+    capped = retrain(sessions, logged, "default", RetrainOptions(as_of=as_of, trust_region=0.05)).generation
+    free_tv = mean_tv(sessions, logged, free.number, 0, as_of, window)
+    capped_tv = mean_tv(sessions, logged, capped.number, 0, as_of, window)
+    print(f"mean TV to uniform: gamma 100 {free_tv:.4f}, capped {capped_tv:.4f}")
+    assert free_tv > 0.1  # gamma 100 moves well away from uniform
+    assert capped_tv <= 0.05 + 1e-12
+    trust = capped.row_counts["trust_region"]
+    assert trust["met"] and trust["cap"] == 0.05 and trust["contexts"] == 1000
+    assert trust["tv_after"] == pytest.approx(capped_tv, abs=1e-9)
+    assert trust["tv_before"] > 0.05 and trust["gamma_before"] == 100.0
+    # The cap binds: gamma is the boundary, lowered from the policy's 100 (the distance rises with gamma).
+    assert trust["tv_after"] > 0.05 - 1e-4 and 0.0 < trust["gamma"] < 100.0
+    assert capped.exploration_params["gamma"] == trust["gamma"]
+    assert capped.row_counts["options"]["trust_region"] == 0.05
+    assert "trust_region" not in free.row_counts
+
+
+def test_a_trust_region_that_no_gamma_meets_keeps_the_smallest_distance(
+    sessions: sessionmaker[Session], logged: Path
+) -> None:
+    first = retrain(sessions, logged, "default", RetrainOptions(as_of=START + timedelta(days=DAYS))).generation
+    with sessions() as session, session.begin():
+        registry.deploy_generation(session, "default", first.number, actor="test", reason="test")
+    fill(sessions, logged, WORLD, start=START + timedelta(days=DAYS), days=2, per_day=1500, seed=2, prefix="g1-")
+    as_of = START + timedelta(days=DAYS + 2)
+    # Generation 1 is sharp (gamma 100) and the next oracle disagrees with it on some best actions.
+    second = retrain(sessions, logged, "default", RetrainOptions(as_of=as_of, trust_region=0.01)).generation
+    trust = second.row_counts["trust_region"]
+    measured = mean_tv(sessions, logged, second.number, first.number, as_of, timedelta(days=14))
+    print(f"mean TV to generation 1: {trust['tv_before']:.4f} at gamma 100, {measured:.4f} at {trust['gamma']:.3g}")
+    assert not trust["met"]
+    assert trust["tv_after"] == pytest.approx(measured, abs=1e-9)
+    assert 0.01 < trust["tv_after"] <= trust["tv_before"]
+    assert second.exploration_params["gamma"] == trust["gamma"] <= 100.0
+
+
+def test_the_trust_region_search_finds_the_largest_gamma_within_the_cap() -> None:
+    # Not monotone, as against a sharp deployed generation: 0.3 at gamma = 0, lowest (0.05) at gamma = 10.
+    def distance(gamma: float) -> float:
+        return 0.3 if gamma == 0.0 else 0.3 - 0.25 * math.exp(-((math.log10(gamma) - 1.0) ** 2))
+
+    within = trust_region_gamma(0.1, 1000.0, distance)
+    # 0.3 - 0.25 exp(-(x - 1)^2) <= 0.1 for |x - 1| <= sqrt(ln 1.25): the largest gamma is 10^(1 + 0.4724).
+    assert within["met"] and within["gamma"] == pytest.approx(10.0 ** (1.0 + math.sqrt(math.log(1.25))), rel=1e-5)
+    assert within["tv_before"] == pytest.approx(distance(1000.0)) and within["tv_after"] <= 0.1
+    beyond = trust_region_gamma(0.01, 1000.0, distance)
+    assert not beyond["met"] and beyond["gamma"] == pytest.approx(10.0) and beyond["tv_after"] == pytest.approx(0.05)
+    unchanged = trust_region_gamma(0.5, 1000.0, distance)
+    assert unchanged["met"] and unchanged["gamma"] == 1000.0 and unchanged["tv_after"] == unchanged["tv_before"]
+
+
+@pytest.mark.parametrize("cap", [0.0, 1.0, -0.1, 1.5, float("nan")])
+def test_invalid_trust_regions_are_refused(cap: float) -> None:
+    with pytest.raises(ValueError, match=r"trust region must be a total-variation distance in \(0, 1\)"):
+        RetrainOptions(trust_region=cap)
+
+
+def test_a_trust_region_needs_squarecb(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    spec = registry.PolicySpec(exploration="epsilon_greedy", exploration_params={"epsilon": 0.1})
+    with sessions() as session, session.begin():
+        registry.put_policy(session, "exploring", spec, actor="test")
+    with pytest.raises(ValueError, match="the trust region tunes SquareCB's gamma; this policy explores with epsilon"):
+        retrain(sessions, tmp_path, "exploring", RetrainOptions(trust_region=0.1))

@@ -6,9 +6,16 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from banditgate.ledger import registry
+from banditgate.ledger.artifacts import load_artifact
+from banditgate.ledger.db import make_engine, make_sessionmaker
+from banditgate.pipelines.training_set import load_training_set
+from banditgate.policies.actions import Action
+from banditgate.policies.exploration import make_rule
 from banditgate.service.cli import app
 from banditgate.simulator import PaymentWorld
 from tests.support.ledger_fill import simulated_ledger
@@ -41,6 +48,9 @@ def test_retrain_prints_the_candidate_and_its_ope_report(environment: dict[str, 
         (["--every", "often"], "interval"),
         (["--as-of", "yesterday"], "ISO 8601"),
         (["--gamma-schedule", "cosine"], "gamma schedule"),
+        (["--trust-region", "0"], "trust region must be a total-variation distance in (0, 1)"),
+        (["--trust-region", "1.5"], "trust region must be a total-variation distance in (0, 1)"),
+        (["--trust-region", "wide"], "Invalid value for '--trust-region'"),
     ],
 )
 def test_refusals_exit_non_zero_with_a_reason(environment: dict[str, str], arguments: list[str], message: str) -> None:
@@ -48,3 +58,47 @@ def test_refusals_exit_non_zero_with_a_reason(environment: dict[str, str], argum
     result = runner.invoke(app, ["retrain", *as_of, *arguments], env=environment)
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_a_trust_region_caps_the_distance_to_the_deployed_generation(environment: dict[str, str]) -> None:
+    as_of = WORLD.epoch + timedelta(days=3)
+    arguments = ["retrain", "--as-of", as_of.isoformat(), "--trust-region", "0.04"]
+    result = runner.invoke(app, [*arguments, "--json"], env=environment)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    trust = summary["row_counts"]["trust_region"]
+    assert trust["met"] and trust["cap"] == 0.04 and trust["tv_before"] > 0.04 and trust["contexts"] == 1000
+    assert summary["exploration_params"]["gamma"] == trust["gamma"] < 100.0
+
+    # Measured independently: generation 0 is uniform, so TV = 1/2 sum_a |p(a) - 1/K|, p as generation 1 serves.
+    engine = make_engine(environment["BANDITGATE_DATABASE_URL"])
+    with make_sessionmaker(engine)() as session:
+        generation = registry.get_generation(session, "default", summary["generation"])
+        oracle = load_artifact(generation, Path(environment["BANDITGATE_ARTIFACT_DIR"]))
+        recent = load_training_set(session, "default", as_of, timedelta(days=14), actions_for_last=1000)
+    engine.dispose()
+    rule = make_rule("squarecb", {"gamma": trust["gamma"], "floor": registry.PolicySpec().floor})
+    distances = []
+    for row, candidates in recent.actions.items():
+        actions = [Action(a["id"], a.get("features") or {}) for a in candidates]
+        p = rule.probabilities(oracle.predict_decision(recent.context(row), actions))
+        distances.append(0.5 * np.abs(p - 1.0 / len(p)).sum())
+    assert np.mean(distances) <= 0.04 + 1e-12
+    assert np.mean(distances) == pytest.approx(trust["tv_after"], abs=1e-9)
+
+    table = runner.invoke(app, arguments, env=environment)
+    assert table.exit_code == 0, table.output
+    assert "trust region 0.04: mean TV to generation 0 on 1,000 recent decisions" in " ".join(table.stdout.split())
+
+
+def test_a_trust_region_is_refused_for_a_rule_without_gamma(environment: dict[str, str]) -> None:
+    engine = make_engine(environment["BANDITGATE_DATABASE_URL"])
+    spec = registry.PolicySpec(exploration="softmax", exploration_params={"temperature": 0.05})
+    with make_sessionmaker(engine)() as session, session.begin():
+        registry.put_policy(session, "boltzmann", spec, actor="test")
+    engine.dispose()
+    result = runner.invoke(app, ["retrain", "--policy", "boltzmann", "--trust-region", "0.1"], env=environment)
+    assert result.exit_code == 1
+    assert "not retrained: boltzmann: the trust region tunes SquareCB's gamma; this policy explores with softmax" in (
+        " ".join(result.output.split())
+    )

@@ -53,6 +53,13 @@ def retrain_command(
     exploration_budget: Annotated[
         float, typer.Option(min=0.001, max=0.999, help="mean off-greedy probability with --gamma-schedule budget")
     ] = 0.1,
+    trust_region: Annotated[
+        float | None,
+        typer.Option(
+            help="cap on the mean total-variation distance to the deployed generation's action distribution on "
+            "recent decisions, in (0, 1); lowers SquareCB's gamma until it holds (default: no cap)"
+        ),
+    ] = None,
     holdout: Annotated[float, typer.Option(min=0.01, max=0.99, help="most recent share held out for OPE")] = 0.2,
     every: Annotated[str | None, typer.Option(help="run on a loop, e.g. 24h (default: once)")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
@@ -75,6 +82,7 @@ def retrain_command(
             gamma_schedule=gamma_schedule,  # type: ignore[arg-type]
             gamma0=gamma0,
             exploration_budget=exploration_budget,
+            trust_region=trust_region,
             holdout_fraction=holdout,
         )
         interval = parse_interval(every) if every else None
@@ -105,7 +113,7 @@ def retrain_command(
             once()
         else:
             run_every(interval, once)
-    except (NotEnoughData, UnknownPolicy) as exc:
+    except (NotEnoughData, UnknownPolicy, ValueError) as exc:
         typer.secho(f"not retrained: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     finally:
@@ -150,6 +158,14 @@ def _report(result: RetrainResult, json_output: bool) -> None:
         ]
         table.add_row(name, *cells, f"{estimates['ips']['ess']:,.0f}")
     console.print(table)
+    trust = generation.row_counts.get("trust_region")
+    if trust is not None:
+        console.print(
+            f"trust region {trust['cap']}: mean TV to generation {generation.parent} on {trust['contexts']:,} recent "
+            f"decisions {trust['tv_before']:.4f} at gamma {trust['gamma_before']:.4g}, {trust['tv_after']:.4f} at "
+            f"gamma {trust['gamma']:.4g}"
+            + ("" if trust["met"] else " [red](cap not met: smallest distance found)[/red]")
+        )
     console.print(
         f"promote with: banditgate promote --policy {generation.policy} --generation {generation.number} --reason ..."
     )
