@@ -189,7 +189,19 @@ def first_day_at(projection: Sequence[DayProjection], level: Level | str) -> int
 
 
 #: Fill colours of the level bands.
-_BAND_COLOURS = {Level.SUFFICIENT: "#2ca02c", Level.DEGRADED: "#ff9f1c", Level.INSUFFICIENT: "#d62728"}
+#: The colour of each level, in every plot and report.
+LEVEL_COLOURS = {Level.SUFFICIENT: "#2ca02c", Level.DEGRADED: "#ff9f1c", Level.INSUFFICIENT: "#d62728"}
+
+
+def shade_levels(axis: Any, params: SufficiencyParameters) -> None:
+    """Shade the SUFFICIENT, DEGRADED and INSUFFICIENT bands of a score axis (a matplotlib Axes)."""
+    bands = {
+        Level.SUFFICIENT: (params.sufficient, 1.0),
+        Level.DEGRADED: (params.degraded, params.sufficient),
+        Level.INSUFFICIENT: (0.0, params.degraded),
+    }
+    for level, (low, high) in bands.items():
+        axis.axhspan(low, high, color=LEVEL_COLOURS[level], alpha=0.12, label=level.value)
 
 
 def projection_figure(
@@ -213,13 +225,7 @@ def projection_figure(
     figure = Figure(figsize=(11, 7.5), layout="constrained")
     grid = figure.add_gridspec(2, 4, height_ratios=(1.5, 1.0))
     score_axis = figure.add_subplot(grid[0, :])
-    bands = {
-        Level.SUFFICIENT: (params.sufficient, 1.0),
-        Level.DEGRADED: (params.degraded, params.sufficient),
-        Level.INSUFFICIENT: (0.0, params.degraded),
-    }
-    for level, (low, high) in bands.items():
-        score_axis.axhspan(low, high, color=_BAND_COLOURS[level], alpha=0.12, label=level.value)
+    shade_levels(score_axis, params)
     dimension_axes = [figure.add_subplot(grid[1, i]) for i in range(4)]
     for name, days in projections.items():
         x = [day.day for day in days]

@@ -52,12 +52,11 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from banditgate.monitoring.blind_period import DayProjection, projection_figure
+from banditgate.monitoring.blind_period import LEVEL_COLOURS, DayProjection, projection_figure, shade_levels
 from banditgate.monitoring.gate import GateResult
 from banditgate.monitoring.sufficiency import DIMENSIONS, Level, SufficiencyParameters
 
 #: Colour of each level (bands, badges) and of each proxy status (bars).
-LEVEL_COLOURS = {Level.SUFFICIENT: "#2ca02c", Level.DEGRADED: "#ff9f1c", Level.INSUFFICIENT: "#d62728"}
 STATUS_COLOURS = {"ok": "#2ca02c", "alert": "#d62728"}
 #: Days of the what-if projection listed in its table.
 MILESTONE_DAYS = frozenset({0, 7, 14, 30, 60, 90})
@@ -219,13 +218,7 @@ def history_figure(series: ScoreHistory, params: SufficiencyParameters) -> Figur
     # Figure objects, not pyplot: no global state and no display backend, safe in a server or a job.
     figure = Figure(figsize=(10, 6), layout="constrained")
     score_axis, dimension_axis = figure.subplots(2, 1, sharex=True, height_ratios=(1.4, 1.0))
-    bands = {
-        Level.SUFFICIENT: (params.sufficient, 1.0),
-        Level.DEGRADED: (params.degraded, params.sufficient),
-        Level.INSUFFICIENT: (0.0, params.degraded),
-    }
-    for level, (low, high) in bands.items():
-        score_axis.axhspan(low, high, color=LEVEL_COLOURS[level], alpha=0.12, label=level.value)
+    shade_levels(score_axis, params)
     # Markers on every line: with a single evaluation there is no line to see, only its point.
     score_axis.plot(series.as_of, series.score, marker="o", linewidth=2, color="black", label="S")
     if not all(math.isnan(s) for s in series.proxy_score):
