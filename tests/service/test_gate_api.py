@@ -188,3 +188,19 @@ def test_cli_promote_with_an_override(server: LiveServer) -> None:
     )
     assert promoted.exit_code == 0, promoted.output
     assert "promoted generation 1" in promoted.output and "override by dana" in promoted.output
+
+
+def test_a_gate_that_cannot_load_a_model_refuses_with_409(server: LiveServer) -> None:
+    with_evidence(server)
+    assert promote(server, override={"by": "dana", "reason": "first model", "until": FUTURE})[0] == 200
+    options = RetrainOptions(as_of=WORLD.epoch + timedelta(days=10), window=timedelta(days=10))
+    retrain(server.runtime.sessions, server.settings.artifact_dir, "default", options)
+    # Generation 1's artifact, which the gate of generation 2 reads for the disagreement proxies.
+    deployed = server.settings.artifact_dir / "default" / "generation-00001.oracle"
+    deployed.write_bytes(deployed.read_bytes()[:-10])
+    with server.client(timeout=120) as client:
+        response = client.post("/v1/policies/default/generations/2/promote", json={"reason": "next"}, headers=ADMIN)
+        statuses = [g["status"] for g in client.get("/v1/policies/default/generations").json()]
+    assert response.status_code == 409
+    assert "sufficiency gate cannot be evaluated" in response.json()["message"] and "sha256" in response.text
+    assert statuses == ["retired", "deployed", "candidate"]

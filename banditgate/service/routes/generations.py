@@ -172,8 +172,9 @@ async def promote(
     ``X-Actor`` and ``reason`` on the generation and in the audit trail.
     """
     try:
-        await _check_it_can_serve(runtime, lambda s: _candidate(s, name, number))
-        if isinstance(gate, SufficiencyGate):
+        candidate = await _check_it_can_serve(runtime, lambda s: _candidate(s, name, number))
+        # Not a candidate: promote() refuses it below, saying why; no evidence to gather for that.
+        if candidate is not None and isinstance(gate, SufficiencyGate):
             await _ensure_recent_evaluation(runtime, name, number, gate.max_age)
         transition = await runtime.writer.call(
             lambda s: promotion.promote(s, name, number, actor=actor, reason=body.reason, gate=gate)
@@ -183,6 +184,9 @@ async def promote(
         return Response(json.dumps(refusal, ensure_ascii=True, default=str), 409, media_type="application/json")
     except (registry.UnknownPolicy, promotion.PromotionError) as exc:
         raise _http_error(exc) from None
+    except ArtifactError as exc:
+        # The gate evaluation could not load a generation's model (e.g. the deployed one, for disagreement).
+        raise HTTPException(409, f"the sufficiency gate cannot be evaluated: {exc}") from None
     return await _switched(runtime, name, transition)
 
 
