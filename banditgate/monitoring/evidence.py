@@ -50,7 +50,7 @@ class Window:
 
     ``decisions`` has :data:`FLAT_COLUMNS`, the segment columns, and per reward kind ``k`` read: ``label:k``
     (the latest value received by as-of, NaN if none) and ``received:k`` (first arrival, NaT if none). It
-    holds every decision of the window when ``complete``, otherwise only the sampled ones. ``sample`` is a
+    holds every decision of the current window, and only the sampled ones of the reference. ``sample`` is a
     seeded random subset of the window (same columns) with :data:`SAMPLE_COLUMNS` added. ``total`` counts
     the window's decisions.
     """
@@ -58,7 +58,6 @@ class Window:
     start: datetime
     end: datetime
     total: int
-    complete: bool
     decisions: pd.DataFrame
     sample: pd.DataFrame
 
@@ -151,7 +150,7 @@ class _Reader:
         details = self._details(sample["decision_id"].tolist())
         for column in SAMPLE_COLUMNS:
             sample[column] = [details[d][column] for d in sample["decision_id"]]
-        return Window(start, end, total, complete, frame, sample)
+        return Window(start, end, total, frame, sample)
 
     def _flat(self, conditions: list[Any]) -> pd.DataFrame:
         """Flat rows and labels of the decisions matching any of ``conditions``, in decision time order."""

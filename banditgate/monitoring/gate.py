@@ -198,7 +198,7 @@ def evaluate_gate(
     reference = _score(oracle, rule, evidence.reference, options.scoring_size)
     cutoff = evidence.reference.end if generation.training_window_end is not None else None
 
-    frame = _evidence_frame(evidence.current, options.reward_kind, current.chosen, cutoff)
+    frame = _evidence_frame(evidence.current, options.reward_kind, evidence.segment_keys, current.chosen, cutoff)
     reference_scores = _reference_scores(evidence.reference, reference.chosen) if oracle is not None else None
     dimension_args: dict[str, Any] = {
         "as_of": as_of,
@@ -308,7 +308,9 @@ def _score(oracle: RewardOracle | None, rule: ExplorationRule, window: Window, s
     return scored
 
 
-def _evidence_frame(window: Window, kind: str, chosen_scores: np.ndarray, cutoff: datetime | None) -> pd.DataFrame:
+def _evidence_frame(
+    window: Window, kind: str, segment_keys: Sequence[str], chosen_scores: np.ndarray, cutoff: datetime | None
+) -> pd.DataFrame:
     """The dimensions' evidence frame: every decision of the window, scored where sampled and not trained on."""
     decisions = window.decisions
     label = decisions[f"label:{kind}"].to_numpy(dtype=np.float64)
@@ -322,9 +324,8 @@ def _evidence_frame(window: Window, kind: str, chosen_scores: np.ndarray, cutoff
             "action_id": decisions["action_id"],
         }
     )
-    for key in decisions.columns.difference([*frame.columns, "decision_id", "generation", "fallback"]):
-        if not key.startswith(("label:", "received:")):
-            frame[key] = decisions[key]
+    for key in segment_keys:
+        frame[key] = decisions[key]
     scores = pd.Series(chosen_scores, index=window.sample["decision_id"].to_numpy())
     frame["score"] = decisions["decision_id"].map(scores).to_numpy(dtype=np.float64)
     if cutoff is not None:
