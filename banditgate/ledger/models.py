@@ -79,7 +79,11 @@ class Decision(Base):
     """One logged decision: everything needed to replay the draw and to learn from it off-policy."""
 
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_policy_decided_at", "policy", "decided_at"),)
+    # Covering for the sufficiency gate's read of a window: a million decisions are read from this index
+    # alone, without touching the rows and their JSON documents.
+    __table_args__ = (
+        Index("ix_decisions_window", "policy", "decided_at", "decision_id", "action_id", "segment_values"),
+    )
 
     decision_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     policy: Mapped[str] = mapped_column(String(64))
@@ -91,6 +95,9 @@ class Decision(Base):
     propensity: Mapped[float] = mapped_column(Float)
     exploration: Mapped[str] = mapped_column(String(32))
     exploration_params: Mapped[dict[str, Any]] = mapped_column()
+    # The context values the policy's gate segments by (e.g. {"issuer_country": "FR"}), copied out of the
+    # context when the decision is logged, so that the gate's window read stays within the index above.
+    segment_values: Mapped[dict[str, Any]] = mapped_column(default=dict)
     model_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     draw: Mapped[float] = mapped_column(Float)
     request_sha256: Mapped[str] = mapped_column(String(64))
@@ -102,10 +109,14 @@ class Reward(Base):
     """One observed reward value. A different value for the same (decision, kind) is a new revision."""
 
     __tablename__ = "rewards"
-    __table_args__ = (UniqueConstraint("decision_id", "kind", "revision"),)
+    # The index answers "when did this decision's label of this kind first arrive" without reading rows.
+    __table_args__ = (
+        UniqueConstraint("decision_id", "kind", "revision"),
+        Index("ix_rewards_arrival", "decision_id", "kind", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.decision_id"), index=True)
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.decision_id"))
     kind: Mapped[str] = mapped_column(String(32))
     value: Mapped[float] = mapped_column(Float)
     revision: Mapped[int] = mapped_column(Integer)

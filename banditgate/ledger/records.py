@@ -5,10 +5,14 @@ Plain frozen dataclasses, free of SQLAlchemy, so the Kafka transport can seriali
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+#: The context keys a policy's decisions are segmented by unless its gate settings say otherwise.
+DEFAULT_SEGMENT_KEYS: tuple[str, ...] = ("issuer_country",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +20,8 @@ class DecisionRecord:
     """A decision as logged: enough to replay the draw and to learn from it off-policy.
 
     ``actions`` are ``{"id", "features"}`` objects in request order and ``probabilities`` is aligned with
-    them; ``propensity`` is the probability of ``action_id`` that was used to sample it.
+    them; ``propensity`` is the probability of ``action_id`` that was used to sample it. ``segment_values``
+    copies out of the context the values the policy's gate segments by (see :func:`segment_values`).
     """
 
     decision_id: str
@@ -33,6 +38,7 @@ class DecisionRecord:
     draw: float
     request_sha256: str
     decided_at: datetime
+    segment_values: dict[str, Any] = field(default_factory=dict)
 
     def as_row(self) -> dict[str, Any]:
         # Shallow on purpose (dataclasses.asdict deep-copies every context): this runs once per logged decision.
@@ -45,6 +51,11 @@ class DecisionRecord:
 
 
 _DECISION_FIELDS = tuple(f.name for f in fields(DecisionRecord))
+
+
+def segment_values(context: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The context's values of ``keys`` (None where the context has no such key)."""
+    return {key: context.get(key) for key in keys}
 
 
 class RewardStatus(StrEnum):

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from banditgate.ledger.artifacts import generation_rule, load_artifact
 from banditgate.ledger.models import Generation, Policy
 from banditgate.ledger.promotion import UnknownGeneration
+from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS
 from banditgate.ledger.registry import get_generation, get_policy
 from banditgate.ledger.types import utcnow
 from banditgate.monitoring.alerts import AlertPolicy, evaluate_alerts, level_alerts
@@ -48,6 +49,7 @@ from banditgate.monitoring.proxies.maturity import maturity_proxies
 from banditgate.monitoring.proxies.operational import OperationalCounts, operational_proxies
 from banditgate.monitoring.proxies.score_distribution import score_distribution_proxies
 from banditgate.monitoring.proxies.uncertainty import uncertainty_proxies
+from banditgate.monitoring.reference_cache import ReferenceCache
 from banditgate.monitoring.sufficiency import (
     Dimensions,
     Level,
@@ -106,7 +108,7 @@ class GateOptions:
     window_days: float = 30.0
     reward_kind: str = "authorisation"
     early_kind: str = "authorisation"
-    segment_keys: tuple[str, ...] = ("issuer_country",)
+    segment_keys: tuple[str, ...] = DEFAULT_SEGMENT_KEYS
     sample_size: int = 20_000
     scoring_size: int = 5_000
     seed: int = 0
@@ -165,11 +167,14 @@ def evaluate_gate(
     options: GateOptions | None = None,
     history: Sequence[Mapping[str, Any]] = (),
     what_if: str | None = None,
+    cache: bool = True,
 ) -> GateResult:
     """Evaluate the evidence behind generation ``number`` of ``policy`` as of ``as_of`` (default: now).
 
     ``history`` are earlier reports of the same generation, oldest first (for alerts with hysteresis);
-    ``what_if`` names a blind-period scenario projected forward from the measured dimensions.
+    ``what_if`` names a blind-period scenario projected forward from the measured dimensions. With ``cache``,
+    the reference window's sample and the generation's scores on it are kept in ``<artifact_dir>/gate-cache``
+    (:mod:`~banditgate.monitoring.reference_cache`) and reused while the window is unchanged.
     Raises :class:`~banditgate.ledger.registry.UnknownPolicy` or
     :class:`~banditgate.ledger.promotion.UnknownGeneration`.
     """
@@ -182,6 +187,7 @@ def evaluate_gate(
     if generation is None:
         raise UnknownGeneration(policy, number)
     deployed = get_generation(session, policy, policy_row.deployed_generation)
+    reference_cache = ReferenceCache(artifact_dir / "gate-cache") if cache else None
     evidence = read_evidence(
         session,
         generation,
@@ -191,11 +197,12 @@ def evaluate_gate(
         segment_keys=options.segment_keys,
         sample_size=options.sample_size,
         seed=options.seed,
+        cache=reference_cache,
     )
     oracle = load_artifact(generation, artifact_dir) if generation.oracle else None
     rule = generation_rule(policy_row, generation)
     current = _score(oracle, rule, evidence.current, options.scoring_size)
-    reference = _score(oracle, rule, evidence.reference, options.scoring_size)
+    reference = _cached_score(reference_cache, generation, oracle, rule, evidence.reference, options.scoring_size)
     cutoff = evidence.reference.end if generation.training_window_end is not None else None
 
     frame = _evidence_frame(evidence.current, options.reward_kind, evidence.segment_keys, current.chosen, cutoff)
@@ -308,26 +315,53 @@ def _score(oracle: RewardOracle | None, rule: ExplorationRule, window: Window, s
     return scored
 
 
+def _cached_score(
+    cache: ReferenceCache | None,
+    generation: Generation,
+    oracle: RewardOracle | None,
+    rule: ExplorationRule,
+    window: Window,
+    scoring_size: int,
+) -> _Scored:
+    """:func:`_score` of the reference window, from the cache when the same model and rule scored the same sample."""
+    if cache is None or oracle is None or window.cache_name is None:
+        return _score(oracle, rule, window, scoring_size)
+    name = ReferenceCache.name(
+        entry="reference scores",
+        sample=window.cache_name,
+        model=generation.artifact_sha256,
+        rule=[rule.name, rule.params()],
+        scoring_size=scoring_size,
+    )
+    scored = cache.load(name)
+    if scored is None:
+        scored = _score(oracle, rule, window, scoring_size)
+        cache.store(name, scored)
+    return scored
+
+
 def _evidence_frame(
     window: Window, kind: str, segment_keys: Sequence[str], chosen_scores: np.ndarray, cutoff: datetime | None
 ) -> pd.DataFrame:
-    """The dimensions' evidence frame: every decision of the window, scored where sampled and not trained on."""
-    decisions = window.decisions
-    label = decisions[f"label:{kind}"].to_numpy(dtype=np.float64)
+    """The dimensions' evidence frame: every decision of the window, scored (and its label value read) where
+    sampled, and not scored where the generation was trained on it."""
+    decisions, sample = window.decisions, window.sample
+    observed = decisions[f"received:{kind}"]
+    sampled_ids = sample["decision_id"].to_numpy()
     frame = pd.DataFrame(
         {
             "decided_at": decisions["decided_at"],
-            "labelled": ~np.isnan(label),
-            "label": label,
-            "label_observed_at": decisions[f"received:{kind}"],
-            "score": np.nan,
+            "labelled": observed.notna().to_numpy(),
+            "label": decisions["decision_id"].map(pd.Series(sample[f"label:{kind}"].to_numpy(), index=sampled_ids)),
+            "label_observed_at": observed,
+            "score": decisions["decision_id"].map(pd.Series(chosen_scores, index=sampled_ids)),
             "action_id": decisions["action_id"],
         }
     )
+    frame["label"] = frame["label"].to_numpy(dtype=np.float64)
+    frame["score"] = frame["score"].to_numpy(dtype=np.float64)
     for key in segment_keys:
         frame[key] = decisions[key]
-    scores = pd.Series(chosen_scores, index=window.sample["decision_id"].to_numpy())
-    frame["score"] = decisions["decision_id"].map(scores).to_numpy(dtype=np.float64)
     if cutoff is not None:
         # The generation has seen these decisions' labels: judging it on them would flatter it.
         frame.loc[frame["decided_at"] <= pd.Timestamp(cutoff), "score"] = np.nan

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from banditgate.ledger.records import DecisionRecord
+from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS, DecisionRecord, segment_values
 from banditgate.ledger.registry import UnknownPolicy
 from banditgate.policies.actions import Action, Scalar
 from banditgate.policies.exploration import Uniform
@@ -28,11 +28,19 @@ class Decider:
 
     If a policy's oracle fails on a request, the decision falls back to uniform random (recorded as
     ``exploration="uniform"`` with ``"fallback"`` in its parameters) rather than failing the payment.
+    ``segment_keys`` names, per policy, the context keys its gate segments by; their values are logged with
+    each decision (default: :data:`~banditgate.ledger.records.DEFAULT_SEGMENT_KEYS` for every policy).
     """
 
-    def __init__(self, cache: PolicyCache, default_policy: str) -> None:
+    def __init__(
+        self,
+        cache: PolicyCache,
+        default_policy: str,
+        segment_keys: Callable[[str], Sequence[str]] | None = None,
+    ) -> None:
         self.cache = cache
         self.default_policy = default_policy
+        self.segment_keys = segment_keys or (lambda _policy: DEFAULT_SEGMENT_KEYS)
         self.fallbacks = 0
 
     def decide(
@@ -88,6 +96,7 @@ class Decider:
             draw=draw,
             request_sha256=request_fingerprint(name, context, actions),
             decided_at=now or now_ms(),
+            segment_values=segment_values(context, self.segment_keys(name)),
         )
         return record, exploited
 

@@ -54,7 +54,8 @@ class Runtime:
         await decision_log.start()
         cache = PolicyCache(sessions, settings.artifact_dir)
         await asyncio.to_thread(cache.refresh)
-        runtime = cls(settings, engine, sessions, writer, decision_log, cache, Decider(cache, settings.default_policy))
+        decider = Decider(cache, settings.default_policy, lambda policy: settings.gate_for(policy).segment_keys)
+        runtime = cls(settings, engine, sessions, writer, decision_log, cache, decider)
         runtime._refresher = asyncio.create_task(runtime._refresh_loop())
         log.info("banditgate ready: database %s, policies %s", engine.url.render_as_string(), cache.names())
         return runtime

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS
 from banditgate.ledger.registry import PolicySpec
 from banditgate.monitoring.gate import GateOptions
 from banditgate.monitoring.sufficiency import preset
@@ -52,7 +53,7 @@ class GateSettings(BaseModel):
     window_days: float = Field(default=30.0, gt=0.0, le=3650.0)
     reward_kind: str = "authorisation"
     early_kind: str = "authorisation"
-    segment_keys: list[str] = Field(default_factory=lambda: ["issuer_country"])
+    segment_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SEGMENT_KEYS))
     calendar_keys: list[str] = Field(default_factory=lambda: ["hour_of_day", "day_of_week"])
     sample_size: int = Field(default=20_000, ge=100, le=10_000_000)
     max_age_hours: float = Field(

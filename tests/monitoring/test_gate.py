@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from banditgate.ledger.db import make_engine, make_sessionmaker
 from banditgate.ledger.models import Decision, Reward
 from banditgate.ledger.promotion import UnknownGeneration
+from banditgate.ledger.records import DecisionRecord
 from banditgate.monitoring.gate import CONCEPT_DRIFT_LIMIT, GateOptions, GateResult, evaluate_gate
 from banditgate.monitoring.proxies.base import CATEGORIES
 from banditgate.monitoring.sufficiency import Dimensions, composite, preset
@@ -205,3 +206,46 @@ def test_when_labels_are_late_the_gate_says_when_it_will_be_sufficient_and_it_is
     later = delayed.gate(options=options, as_of=AS_OF + timedelta(days=days + 0.5)).report
     assert later["dimensions"]["completeness"]["value"] >= latency["target_completeness"] - 0.02
     assert later["level"] == "SUFFICIENT"
+
+
+def _without_time(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k != "computed_at"}
+
+
+def test_decisions_logged_without_segment_values_are_segmented_by_their_context(
+    ledger: Ledger, candidate: GateResult
+) -> None:
+    """Decisions logged before their policy's segment keys were configured: the gate reads the context."""
+    with ledger.sessions() as session, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        session.execute(update(Decision).values(segment_values={}))
+        result = evaluate_gate(session, ledger.artifacts, "default", 1, as_of=AS_OF, options=OPTIONS, cache=False)
+        session.rollback()
+    segments = result.report["segments"]
+    countries = {s["segment"]["issuer_country"] for s in segments}
+    assert len(countries) > 3 and "None" not in countries
+    assert segments == candidate.report["segments"]
+
+
+def test_the_reference_sample_and_its_scores_are_cached_until_the_window_changes(
+    ledger: Ledger, candidate: GateResult
+) -> None:
+    cache = ledger.artifacts / "gate-cache"
+    again = ledger.gate(what_if="concept")
+    assert _without_time(again.report) == _without_time(candidate.report)
+    assert _without_time(ledger.gate(what_if="concept", cache=False).report) == _without_time(candidate.report)
+    before = set(cache.glob("*.pickle"))
+    assert len(before) >= 2  # the sample, and the generation's scores on it
+    # A decision that reaches the ledger late, inside the training window: the window changed, so the
+    # reference is sampled and scored again rather than read from a stale entry.
+    with ledger.sessions() as session, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        late = session.scalars(select(Decision).where(Decision.decided_at < TRAINED_UNTIL).limit(1)).one()
+        session.add(Decision(**{**DecisionRecord.from_row(late).as_row(), "decision_id": "late-arrival"}))
+        session.flush()
+        changed = evaluate_gate(session, ledger.artifacts, "default", 1, as_of=AS_OF, options=OPTIONS)
+        session.rollback()
+    assert (
+        changed.report["windows"]["reference"]["decisions"] == candidate.report["windows"]["reference"]["decisions"] + 1
+    )
+    assert len(set(cache.glob("*.pickle")) - before) == 2

@@ -10,6 +10,7 @@ from scipy.stats import chisquare
 
 from banditgate.ledger import registry
 from banditgate.service.runtime import Runtime
+from banditgate.service.settings import GateSettings, PolicySettings, Settings
 from tests.service.helpers import ACTIONS, deploy, train_oracle
 from tests.support.server import LiveServer
 
@@ -62,3 +63,21 @@ def test_a_tampered_artifact_is_not_served(server: LiveServer) -> None:
     runtime.writer.submit(tamper_and_deploy_next).result(timeout=30)
     asyncio.run(runtime.refresh_policies())
     assert runtime.cache.get("default").generation == 1, "a generation whose sha256 does not match must not serve"
+
+
+def test_each_decision_logs_the_values_its_policy_gate_segments_by(settings: Settings) -> None:
+    """Global gate settings for one policy, its own for another: the logged segment values follow each."""
+    settings = settings.model_copy(
+        update={
+            "gate": GateSettings(segment_keys=["issuer_country", "card_brand"]),
+            "policies": {"default": PolicySettings(), "cards": PolicySettings(gate=GateSettings(segment_keys=["mcc"]))},
+        }
+    )
+    context = {**CONTEXT, "card_brand": "visa", "mcc": "5411"}
+    with LiveServer(settings) as live:
+        default, _ = live.runtime.decider.decide(context, ACTIONS, decision_id="seg-default")
+        cards, _ = live.runtime.decider.decide(context, ACTIONS, decision_id="seg-cards", policy="cards")
+        missing, _ = live.runtime.decider.decide(CONTEXT, ACTIONS, decision_id="seg-missing")
+    assert default.segment_values == {"issuer_country": "DE", "card_brand": "visa"}
+    assert cards.segment_values == {"mcc": "5411"}
+    assert missing.segment_values == {"issuer_country": "DE", "card_brand": None}

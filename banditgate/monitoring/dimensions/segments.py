@@ -4,7 +4,8 @@ Input: an *evidence frame*, one row per decision of the window (for one policy, 
 reward kind), with the columns
 
 - ``labelled`` (bool): a matured label of the judged reward kind exists;
-- ``label`` (float): that label, 0 or 1, NaN when not labelled;
+- ``label`` (float): that label, 0 or 1, NaN when not labelled; only reliability reads it, on scored
+  decisions, so it may be NaN where ``score`` is (a reader can then fetch label values for a sample only);
 - ``label_observed_at`` (datetime64[ns, UTC]): when the label was observed, NaT when not labelled;
 - ``score`` (float): the oracle's predicted probability for the chosen action, NaN without an oracle;
 - segment columns (e.g. ``issuer_country``, ``action_id``) for :func:`segment_dimensions`.
@@ -297,8 +298,9 @@ def _evidence(
     observed = times_ns(frame["label_observed_at"], "label_observed_at")
     if (observed[labelled] == NAT).any():
         raise ValueError("every labelled decision needs its label_observed_at")
-    if not ((label[labelled] == 0.0) | (label[labelled] == 1.0)).all():
-        raise ValueError("every labelled decision needs a label of 0 or 1")
+    judged = labelled & ~np.isnan(score)
+    if not ((label[judged] == 0.0) | (label[judged] == 1.0)).all():
+        raise ValueError("every labelled decision with a score needs a label of 0 or 1")
     # numpy sorts NaN last, so each segment's finite scores come first and in order.
     by_score = np.argsort(score)
     # A stable sort of small integers is a radix sort in numpy: linear instead of n log n.
