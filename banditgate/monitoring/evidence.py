@@ -66,8 +66,8 @@ class Window:
     the first revision of that kind arrived, NaT if none by as-of). It holds every decision of the current
     window, and only the sampled ones of the reference. ``sample`` is a seeded random subset of the window in
     decision-time order, with the same columns, :data:`SAMPLE_COLUMNS`, and per reward kind ``k`` read
-    ``label:k`` (the latest value received by as-of, NaN if none) and ``received:k``. ``total`` counts the
-    window's decisions.
+    ``label:k`` (the latest value received by as-of, NaN if none) and ``received:k``; ``sampled`` holds the
+    positions of its rows in ``decisions``. ``total`` counts the window's decisions.
     """
 
     start: datetime
@@ -75,6 +75,7 @@ class Window:
     total: int
     decisions: pd.DataFrame
     sample: pd.DataFrame
+    sampled: np.ndarray
     cache_name: str | None = None  # the reference sample's cache entry, for what is derived from it
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,7 +161,7 @@ class _Reader:
         )
         picked = np.sort(rng.choice(total, size=min(sample_size, total), replace=False))
         sample = self._with_labels(self._details([columns["decision_id"][i] for i in picked], segments))
-        return Window(start, end, total, frame, sample)
+        return Window(start, end, total, frame, sample, picked)
 
     def reference(
         self,
@@ -173,7 +174,6 @@ class _Reader:
     ) -> Window:
         """A sample of the window in full; its flat rows are the sample's. The last ``held_out`` are marked."""
         in_window = self._in_window(start, end)
-        segments = self._segment_columns(in_window)
         total = self.session.scalar(select(func.count()).where(in_window)) or 0
         name = ReferenceCache.name(
             entry="reference sample",
@@ -191,13 +191,13 @@ class _Reader:
             ids = [row[0] for row in _raw(self.session, ordered)]
             rng = np.random.default_rng(_streams(seed)[1])
             picked = np.sort(rng.choice(len(ids), size=min(sample_size, len(ids)), replace=False))
-            sample = self._details([ids[i] for i in picked], segments)
+            sample = self._details([ids[i] for i in picked], self._segment_columns(in_window))
             sample["held_out"] = picked >= len(ids) - min(held_out, len(ids))
             if cache is not None:
                 cache.store(name, sample)
         sample = self._with_labels(sample)
         flat = [*FLAT_COLUMNS, *self.keys, f"received:{self.kinds[0]}"]
-        return Window(start, end, total, sample[flat].copy(), sample, name)
+        return Window(start, end, total, sample[flat].copy(), sample, np.arange(len(sample)), name)
 
     def _in_window(self, start: datetime, end: datetime) -> ColumnElement[bool]:
         return and_(Decision.policy == self.policy, Decision.decided_at > start, Decision.decided_at <= end)
@@ -249,7 +249,7 @@ class _Reader:
                 found[row[0]] = row
         rows = [found[d] for d in decision_ids]
         sample = pd.DataFrame([row[: len(head)] for row in rows], columns=head)
-        sample["decided_at"] = _times(sample["decided_at"].tolist())
+        sample["decided_at"] = _times(sample["decided_at"].to_numpy())
         sample["fallback"] = sample["fallback"].astype(bool)
         for i, column in enumerate(_DOCUMENTS, start=len(head)):
             sample[column] = [orjson.loads(row[i]) for row in rows]
@@ -261,7 +261,7 @@ class _Reader:
         labels = self._labels(sample["decision_id"].tolist())
         for kind in self.kinds:
             sample[f"label:{kind}"] = sample["decision_id"].map(labels[f"label:{kind}"]).astype(np.float64)
-            sample[f"received:{kind}"] = _times(sample["decision_id"].map(labels[f"received:{kind}"]).tolist())
+            sample[f"received:{kind}"] = _times(sample["decision_id"].map(labels[f"received:{kind}"]).to_numpy())
         return sample
 
     def _labels(self, decision_ids: list[str]) -> pd.DataFrame:
@@ -275,22 +275,20 @@ class _Reader:
         rewards = pd.DataFrame(rows, columns=["decision_id", "kind", "value", "revision", "received_at"])
         grouped = rewards.sort_values("revision", kind="stable").groupby(["kind", "decision_id"], sort=False)
         latest = grouped["value"].last().astype(np.float64)
-        first = grouped["received_at"].min()
+        first = grouped["received_at"].min().astype(np.float64)
         out = pd.DataFrame(index=pd.Index(decision_ids, name="decision_id").unique())
+        found = set(latest.index.get_level_values("kind"))
         for kind in self.kinds:
-            out[f"label:{kind}"] = latest.xs(kind, level="kind") if kind in latest.index.get_level_values(0) else np.nan
-            out[f"received:{kind}"] = (
-                first.xs(kind, level="kind").astype("Int64")
-                if kind in first.index.get_level_values(0)
-                else pd.Series(pd.NA, index=out.index, dtype="Int64")
-            )
+            out[f"label:{kind}"] = latest.xs(kind, level="kind") if kind in found else np.nan
+            out[f"received:{kind}"] = first.xs(kind, level="kind") if kind in found else np.nan
         return out
 
-    def _columns(self, statement: Any, names: Sequence[str]) -> dict[str, list[Any]]:
+    def _columns(self, statement: Any, names: Sequence[str]) -> dict[str, tuple[Any, ...]]:
         with _no_gc():
             rows = _raw(self.session, statement)
             values = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-        return {name: list(column) for name, column in zip(names, values, strict=True)}
+            del rows  # freed by reference counting now, instead of traversed by the collector once it is back on
+        return dict(zip(names, values, strict=True))
 
 
 def _raw(session: Session, statement: Any) -> list[tuple[Any, ...]]:
@@ -334,10 +332,12 @@ def _lacks(session: Session, key: str) -> ColumnElement[bool]:
 
 
 def _times(micros: Sequence[Any]) -> pd.Series:
-    """Integer microseconds since the epoch (None or NA for none) as datetime64[ns, UTC]."""
-    values = pd.array(micros, dtype="Int64")
-    nanos = values.to_numpy(dtype=np.int64, na_value=0) * 1000
-    nanos[values.isna()] = np.iinfo(np.int64).min  # NaT
+    """Microseconds since the epoch (None or NaN for none) as datetime64[ns, UTC]."""
+    # Through float64, which converts None in C and holds every microsecond exactly until the year 2255.
+    values = np.array(micros, dtype=np.float64)
+    missing = np.isnan(values)
+    nanos = np.where(missing, 0.0, values).astype(np.int64) * 1000
+    nanos[missing] = np.iinfo(np.int64).min  # NaT
     return pd.Series(pd.DatetimeIndex(nanos.view("datetime64[ns]")).tz_localize("UTC"))
 
 

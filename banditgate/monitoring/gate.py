@@ -219,14 +219,8 @@ def evaluate_gate(
     values = _values(measured)
     score = composite(values, params)
 
-    arrival_frame = pd.concat(
-        [
-            _arrival_columns(evidence.reference, options.reward_kind),
-            _arrival_columns(evidence.current, options.reward_kind),
-        ],
-        ignore_index=True,
-    ).drop_duplicates()
-    arrival = arrival_curve(arrival_frame["decided_at"], arrival_frame["label_observed_at"], as_of)
+    arrival_frame = _arrival_frame(evidence, options.reward_kind)
+    arrival = arrival_curve(arrival_frame["decided_at"], arrival_frame[f"received:{options.reward_kind}"], as_of)
     needed = requirements(values, params)
     latency = _latency_report(frame, as_of, arrival, needed, score.level)
 
@@ -347,19 +341,19 @@ def _evidence_frame(
     sampled, and not scored where the generation was trained on it."""
     decisions, sample = window.decisions, window.sample
     observed = decisions[f"received:{kind}"]
-    sampled_ids = sample["decision_id"].to_numpy()
+    label, score = np.full(len(decisions), np.nan), np.full(len(decisions), np.nan)
+    label[window.sampled] = sample[f"label:{kind}"].to_numpy(dtype=np.float64)
+    score[window.sampled] = chosen_scores
     frame = pd.DataFrame(
         {
             "decided_at": decisions["decided_at"],
             "labelled": observed.notna().to_numpy(),
-            "label": decisions["decision_id"].map(pd.Series(sample[f"label:{kind}"].to_numpy(), index=sampled_ids)),
+            "label": label,
             "label_observed_at": observed,
-            "score": decisions["decision_id"].map(pd.Series(chosen_scores, index=sampled_ids)),
+            "score": score,
             "action_id": decisions["action_id"],
         }
     )
-    frame["label"] = frame["label"].to_numpy(dtype=np.float64)
-    frame["score"] = frame["score"].to_numpy(dtype=np.float64)
     for key in segment_keys:
         frame[key] = decisions[key]
     if cutoff is not None:
@@ -392,14 +386,15 @@ def _values(measured: DimensionSet) -> Dimensions:
     return Dimensions(**{d: getattr(measured, d).value for d in DIMENSIONS})
 
 
-def _arrival_columns(window: Window, kind: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "decision_id": window.decisions["decision_id"],
-            "decided_at": window.decisions["decided_at"],
-            "label_observed_at": window.decisions[f"received:{kind}"],
-        }
-    )[["decision_id", "decided_at", "label_observed_at"]].drop_duplicates("decision_id")
+def _arrival_frame(evidence: Evidence, kind: str) -> pd.DataFrame:
+    """Decision and first-label times of both windows, each decision once: the reference's decisions that
+    fall in the current window are there already (it holds every decision made in it)."""
+    current, reference = evidence.current, evidence.reference
+    inside = (reference.decisions["decided_at"] > pd.Timestamp(current.start)) & (
+        reference.decisions["decided_at"] <= pd.Timestamp(current.end)
+    )
+    columns = ["decided_at", f"received:{kind}"]
+    return pd.concat([reference.decisions.loc[~inside, columns], current.decisions[columns]], ignore_index=True)
 
 
 def _latency_report(
