@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,8 +22,25 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def json_dumps(value: Any) -> str:
+    """The JSON columns' serializer: orjson, several times faster than ``json.dumps`` on the decision path.
+
+    Like PostgreSQL's JSONB it has no NaN or infinity (they become null); non-string keys become strings, and
+    numpy scalars and arrays are written as numbers and lists.
+    """
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def json_loads(text: str | bytes) -> Any:
+    """The JSON columns' deserializer; documents written by ``json.dumps`` with NaN in them still load."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def make_engine(url: str, sqlite_synchronous: str = "FULL", **kwargs: Any) -> Engine:
-    """An engine for ``url``.
+    """An engine for ``url``, whose JSON columns use :func:`json_dumps` and :func:`json_loads`.
 
     For SQLite: the database file's folder is created, and every connection gets WAL journaling (readers
     never block the writer), the given ``synchronous`` level (``FULL`` fsyncs the WAL on every commit, so
@@ -30,6 +49,7 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL", **kwargs: Any) -> En
     """
     url = normalise_url(url)
     parsed = make_url(url)
+    kwargs = {"json_serializer": json_dumps, "json_deserializer": json_loads, **kwargs}
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **kwargs)
     if sqlite_synchronous.upper() not in SQLITE_SYNCHRONOUS:

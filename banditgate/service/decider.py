@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,10 +16,12 @@ from banditgate.policies.actions import Action, Scalar
 from banditgate.policies.exploration import Uniform
 from banditgate.policies.sampling import choose, uniform_draw
 from banditgate.service.clock import now_ms
+from banditgate.service.decision_ids import DecisionIds
 from banditgate.service.policy_cache import PolicyCache
 
 log = logging.getLogger(__name__)
 _FALLBACK = Uniform()
+_IDS = DecisionIds()  # one per process: it re-seeds itself in forked children
 
 
 class Decider:
@@ -60,7 +61,7 @@ class Decider:
         serving = self.cache.get(name)
         if serving is None:
             raise UnknownPolicy(name)
-        decision_id = decision_id or str(uuid.uuid4())
+        decision_id = decision_id or _IDS.next()
         candidates = [Action(a["id"], a.get("features") or {}) for a in actions]
         rule = serving.rule
         params = rule.params()
