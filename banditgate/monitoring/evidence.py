@@ -316,7 +316,12 @@ class _Micros(FunctionElement[int]):
 @compiles(_Micros, "sqlite")
 def _micros_sqlite(element: _Micros, compiler: Any, **kw: Any) -> str:
     text = compiler.process(next(iter(element.clauses)), **kw)
-    return f"(CAST(strftime('%s', {text}) AS INTEGER) * 1000000 + CAST(substr({text}, 21, 6) AS INTEGER))"
+    # Whole seconds from the text without its fraction: SQLite's date functions round to the millisecond, which
+    # would turn 59.999999 into the next second.
+    return (
+        f"(CAST(strftime('%s', substr({text}, 1, 19)) AS INTEGER) * 1000000"
+        f" + CAST(substr({text}, 21, 6) AS INTEGER))"
+    )
 
 
 @compiles(_Micros, "postgresql")
