@@ -42,10 +42,20 @@ def decision_row(context: Features, action: Action) -> dict[str, Scalar]:
 
 
 def records_to_frame(contexts: Sequence[Features], actions: Sequence[Action]) -> pd.DataFrame:
-    """One row per (context, chosen action): the training frame every oracle's ``fit`` takes."""
-    return pd.DataFrame.from_records(
-        [decision_row(context, action) for context, action in zip(contexts, actions, strict=True)]
-    )
+    """One row per (context, chosen action): the training frame every oracle's ``fit`` takes.
+
+    The rows of :func:`decision_row`, built column-wise (context columns, the action id, action columns):
+    several times faster than merging a dict per row, which matters at a million training rows.
+    """
+    if len(contexts) != len(actions):
+        raise ValueError(f"{len(contexts)} contexts but {len(actions)} actions")
+    if not len(contexts):
+        return pd.DataFrame()
+    index = pd.RangeIndex(len(contexts))
+    context_columns = pd.DataFrame.from_records(list(contexts), index=index).add_prefix(CONTEXT_PREFIX)
+    ids = pd.Series([action.id for action in actions], index=index, name=ACTION_ID, dtype=object)
+    features = pd.DataFrame.from_records([action.features for action in actions], index=index)
+    return pd.concat([context_columns, ids, features.add_prefix(ACTION_PREFIX)], axis=1)
 
 
 _NUMERIC_KINDS = {"floating", "integer", "mixed-integer-float", "boolean", "decimal", "empty"}
