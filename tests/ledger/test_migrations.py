@@ -3,13 +3,14 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from alembic import command as alembic_command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from banditgate.ledger.db import make_engine
-from banditgate.ledger.migrate import upgrade
+from banditgate.ledger.migrate import alembic_config, upgrade
 from banditgate.ledger.models import Base, Decision
 from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS
 
@@ -65,3 +66,15 @@ def test_upgrading_to_0003_copies_the_default_segment_values_out_of_logged_conte
         assert index["ix_decisions_window"] == ["policy", "decided_at", "decision_id", "action_id", "segment_values"]
     finally:
         engine.dispose()
+
+
+def test_0003_downgrades_and_upgrades_again(engine: Engine) -> None:
+    with engine.begin() as connection:
+        config = alembic_config(engine)
+        config.attributes["connection"] = connection
+        alembic_command.downgrade(config, "0002")
+    columns = {c["name"] for c in inspect(engine).get_columns("decisions")}
+    assert "segment_values" not in columns and "decision_id" in columns
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []

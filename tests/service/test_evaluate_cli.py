@@ -7,8 +7,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command as alembic_command
+from sqlalchemy import inspect
 from typer.testing import CliRunner
 
+from banditgate.ledger.db import make_engine
+from banditgate.ledger.migrate import alembic_config
 from banditgate.pipelines.retrain import RetrainOptions, retrain
 from banditgate.service.cli import app
 from banditgate.simulator import PaymentWorld
@@ -55,3 +59,26 @@ def test_nothing_to_evaluate_before_new_traffic(environment: dict[str, str], tmp
     assert result.exit_code == 1 and "after its training window" in result.output
     unknown = runner.invoke(app, ["evaluate", "--generation", "7", "--output", str(tmp_path)], env=environment)
     assert unknown.exit_code == 1 and "no generation 7" in unknown.output
+
+
+@pytest.mark.parametrize("command", ["health", "evaluate"])
+def test_reports_on_a_ledger_of_an_older_schema_migrate_it_first(
+    environment: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    engine = make_engine(environment["BANDITGATE_DATABASE_URL"])
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(engine)
+            config.attributes["connection"] = connection
+            alembic_command.downgrade(config, "0002")
+        assert "segment_values" not in {c["name"] for c in inspect(engine).get_columns("decisions")}
+        as_of = (WORLD.epoch + timedelta(days=4)).isoformat()
+        arguments = {
+            "health": ["health", "--json"],
+            "evaluate": ["evaluate", "--generation", "1", "--as-of", as_of, "--output", str(tmp_path / "r"), "--json"],
+        }[command]
+        result = runner.invoke(app, arguments, env=environment)
+        assert result.exit_code == 0, result.output
+        assert "segment_values" in {c["name"] for c in inspect(engine).get_columns("decisions")}
+    finally:
+        engine.dispose()

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from banditgate.ledger.db import make_engine, make_sessionmaker
+from banditgate.ledger.migrate import upgrade
 from banditgate.ledger.registry import UnknownPolicy
 from banditgate.pipelines.evaluate import NothingToEvaluate, evaluate, render_html
 from banditgate.service.commands.retrain import SHOWN_ESTIMATORS, parse_as_of
@@ -30,6 +31,7 @@ def evaluate_command(
     logged after its training window (it never saw them); writes JSON and HTML reports with plots."""
     settings = Settings()
     engine = make_engine(settings.database_url)
+    upgrade(engine)  # like the service at start-up: the models read columns newer ledgers have
     try:
         report = evaluate(
             make_sessionmaker(engine),

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from banditgate.ledger.db import make_engine, make_sessionmaker
+from banditgate.ledger.migrate import upgrade
 from banditgate.ledger.registry import UnknownPolicy
 from banditgate.pipelines.health import HEALTH_COLUMNS, generation_health, health_rows
 from banditgate.service.commands.retrain import parse_as_of
@@ -29,6 +30,7 @@ def health_command(
     oscillation flag (significant reward changes alternating in sign between generations)."""
     settings = Settings()
     engine = make_engine(settings.database_url)
+    upgrade(engine)  # like the service at start-up: the models read columns newer ledgers have
     try:
         report = generation_health(
             make_sessionmaker(engine),

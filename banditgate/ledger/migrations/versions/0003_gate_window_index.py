@@ -51,4 +51,5 @@ def downgrade() -> None:
     with op.batch_alter_table("decisions", schema=None) as batch_op:
         batch_op.drop_index("ix_decisions_window")
         batch_op.create_index("ix_decisions_policy_decided_at", ["policy", "decided_at"], unique=False)
-        batch_op.drop_column("segment_values")
+    # Plain ALTER (SQLite >= 3.35 has it): a batch rebuild of the table would trip the rewards' foreign key.
+    op.execute("ALTER TABLE decisions DROP COLUMN segment_values")
