@@ -319,8 +319,7 @@ def _micros_sqlite(element: _Micros, compiler: Any, **kw: Any) -> str:
     # Whole seconds from the text without its fraction: SQLite's date functions round to the millisecond, which
     # would turn 59.999999 into the next second.
     return (
-        f"(CAST(strftime('%s', substr({text}, 1, 19)) AS INTEGER) * 1000000"
-        f" + CAST(substr({text}, 21, 6) AS INTEGER))"
+        f"(CAST(strftime('%s', substr({text}, 1, 19)) AS INTEGER) * 1000000 + CAST(substr({text}, 21, 6) AS INTEGER))"
     )
 
 
