@@ -232,7 +232,7 @@ class _Reader:
     def _details(self, decision_ids: list[str], segments: list[ColumnElement[Any]]) -> pd.DataFrame:
         """The sampled decisions in full, in the order given (labels apart: :meth:`_with_labels`)."""
         fallback = Decision.exploration_params["fallback"].as_string().is_not(None)
-        head = [*FLAT_COLUMNS[:1], "decided_at", "generation", "action_id", "fallback", *self.keys]
+        head = ["decision_id", "decided_at", "generation", "action_id", "fallback", *self.keys]
         found: dict[str, tuple[Any, ...]] = {}
         for chunk in _chunks(decision_ids):
             statement = select(
