@@ -270,8 +270,8 @@ class _SQLiteInsert:
 
     SQLAlchemy's bulk insert with RETURNING costs about 75 us per decision in bind processing, more than
     SQLite takes to store it (about 30 us): the rows are converted here once, to exactly what SQLAlchemy
-    stores (JSON text from the engine's serializer, UTC timestamps in its ``YYYY-MM-DD HH:MM:SS.ffffff``
-    form), and ``run`` returns how many were new.
+    stores (JSON text from ``json_dumps``, the serializer ``make_engine`` gives every engine; UTC timestamps
+    in its ``YYYY-MM-DD HH:MM:SS.ffffff`` form), and ``run`` returns how many were new.
     """
 
     def __init__(self) -> None:
