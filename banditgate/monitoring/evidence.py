@@ -117,17 +117,42 @@ def read_evidence(
     """
     if not reward_kinds:
         raise ValueError("read_evidence needs at least one reward kind")
-    start = as_of - window
+    reader = _Reader(session, generation.policy, as_of, tuple(dict.fromkeys(reward_kinds)), tuple(segment_keys))
+    current = reader.current(as_of - window, as_of, sample_size, np.random.default_rng(_streams(seed)[0]))
+    reference = read_reference(
+        session,
+        generation,
+        as_of,
+        window=window,
+        reward_kinds=reward_kinds,
+        segment_keys=segment_keys,
+        sample_size=sample_size,
+        seed=seed,
+        cache=cache,
+    )
+    return Evidence(generation.policy, as_of, current, reference, reader.kinds, reader.keys)
+
+
+def read_reference(
+    session: Session,
+    generation: Generation,
+    as_of: datetime,
+    *,
+    window: timedelta,
+    reward_kinds: Sequence[str],
+    segment_keys: Sequence[str] = (),
+    sample_size: int = 20_000,
+    seed: int = 0,
+    cache: ReferenceCache | None = None,
+) -> Window:
+    """The reference window of :func:`read_evidence` alone (e.g. to fill the cache when a generation is made)."""
     if generation.training_window_start is not None and generation.training_window_end is not None:
-        reference_start = generation.training_window_start
-        reference_end = min(generation.training_window_end, as_of)
+        start, end = generation.training_window_start, min(generation.training_window_end, as_of)
     else:
-        reference_start, reference_end = start - window, start
+        start, end = as_of - 2 * window, as_of - window
     reader = _Reader(session, generation.policy, as_of, tuple(dict.fromkeys(reward_kinds)), tuple(segment_keys))
     held_out = int(generation.row_counts.get("held_out") or 0)
-    current = reader.current(start, as_of, sample_size, np.random.default_rng(_streams(seed)[0]))
-    reference = reader.reference(reference_start, reference_end, sample_size, seed, held_out, cache)
-    return Evidence(generation.policy, as_of, current, reference, reader.kinds, reader.keys)
+    return reader.reference(start, end, sample_size, seed, held_out, cache)
 
 
 @dataclass(frozen=True)

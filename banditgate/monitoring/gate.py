@@ -39,7 +39,7 @@ from banditgate.ledger.types import utcnow
 from banditgate.monitoring.alerts import AlertPolicy, evaluate_alerts, level_alerts
 from banditgate.monitoring.blind_period import project, scenario
 from banditgate.monitoring.dimensions import DimensionSet, segment_dimensions, window_dimensions
-from banditgate.monitoring.evidence import Evidence, Window, read_evidence
+from banditgate.monitoring.evidence import Evidence, Window, read_evidence, read_reference
 from banditgate.monitoring.label_latency import SurvivalCurve, arrival_curve, days_until_completeness
 from banditgate.monitoring.proxies.base import DIMENSIONS, ProxyReading, proxy_dimensions, unavailable
 from banditgate.monitoring.proxies.disagreement import disagreement_proxies
@@ -280,6 +280,43 @@ def evaluate_gate(
         report["what_if"] = _what_if(what_if, values, params)
     report["summary"] = _summary(report)
     return GateResult(_jsonable(report), feature_drift, arrival, [dict(h) for h in history])
+
+
+def prepare_reference(
+    session: Session,
+    artifact_dir: Path,
+    policy: str,
+    number: int,
+    *,
+    options: GateOptions | None = None,
+    as_of: datetime | None = None,
+) -> int:
+    """Sample and score generation ``number``'s reference window into the gate's cache; returns the sample size.
+
+    Its first evaluation then costs what every later one does. Retraining calls it for a new candidate: its
+    training window is in the past, so the entries stay valid unless decisions are still logged into it.
+    """
+    options = options or GateOptions()
+    as_of = as_of or utcnow()
+    policy_row = get_policy(session, policy)
+    generation = get_generation(session, policy, number)
+    if generation is None:
+        raise UnknownGeneration(policy, number)
+    cache = ReferenceCache(artifact_dir / "gate-cache")
+    reference = read_reference(
+        session,
+        generation,
+        as_of,
+        window=timedelta(days=options.window_days),
+        reward_kinds=(options.reward_kind, options.early_kind),
+        segment_keys=options.segment_keys,
+        sample_size=options.sample_size,
+        seed=options.seed,
+        cache=cache,
+    )
+    oracle = load_artifact(generation, artifact_dir) if generation.oracle else None
+    _cached_score(cache, generation, oracle, generation_rule(policy_row, generation), reference, options.scoring_size)
+    return len(reference.sample)
 
 
 def _score(oracle: RewardOracle | None, rule: ExplorationRule, window: Window, scoring_size: int) -> _Scored:

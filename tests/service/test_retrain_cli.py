@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from banditgate.ledger import registry
 from banditgate.ledger.artifacts import load_artifact
 from banditgate.ledger.db import make_engine, make_sessionmaker
+from banditgate.monitoring.gate import evaluate_gate
 from banditgate.pipelines.training_set import load_training_set
 from banditgate.policies.actions import Action
 from banditgate.policies.exploration import make_rule
@@ -102,3 +104,24 @@ def test_a_trust_region_is_refused_for_a_rule_without_gamma(environment: dict[st
     assert "not retrained: boltzmann: the trust region tunes SquareCB's gamma; this policy explores with softmax" in (
         " ".join(result.output.split())
     )
+
+
+def test_retrain_prepares_the_gate_reference_so_the_first_evaluation_reads_it_from_the_cache(
+    environment: dict[str, str],
+) -> None:
+    as_of = WORLD.epoch + timedelta(days=3)
+    result = runner.invoke(app, ["retrain", "--as-of", as_of.isoformat(), "--json"], env=environment)
+    assert result.exit_code == 0, result.output
+    assert "gate reference prepared" in result.stderr
+    cache = Path(environment["BANDITGATE_ARTIFACT_DIR"]) / "gate-cache"
+    entries = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.pickle")}
+    assert len(entries) == 2  # the reference sample, and the candidate's scores on it
+    engine = make_engine(environment["BANDITGATE_DATABASE_URL"])
+    try:
+        with make_sessionmaker(engine)() as session, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            report = evaluate_gate(session, cache.parent, "default", 1, as_of=as_of).report
+    finally:
+        engine.dispose()
+    assert report["windows"]["reference"]["sampled"] > 0
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.pickle")} == entries  # read, not recomputed

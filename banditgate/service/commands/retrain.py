@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -11,10 +12,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from banditgate.ledger.db import make_engine, make_sessionmaker
 from banditgate.ledger.migrate import upgrade
 from banditgate.ledger.registry import UnknownPolicy
+from banditgate.monitoring.gate import prepare_reference
 from banditgate.pipelines.retrain import NotEnoughData, RetrainOptions, RetrainResult, retrain
 from banditgate.pipelines.schedule import parse_interval, run_every
 from banditgate.service.settings import Settings
@@ -107,6 +110,7 @@ def retrain_command(
             task = bar.add_task("read", total=None)
             result = retrain(sessions, settings.artifact_dir, policy, options, progress=lambda n: bar.advance(task, n))
         _report(result, json_output)
+        _prepare_gate(sessions, settings, result)
 
     try:
         if interval is None:
@@ -118,6 +122,26 @@ def retrain_command(
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
+
+
+def _prepare_gate(sessions: sessionmaker[Session], settings: Settings, result: RetrainResult) -> None:
+    """Sample and score the candidate's reference window for the gate now, so that its first evaluation (the
+    one a reviewer waits for) costs what later ones do. A failure here leaves the candidate as it is."""
+    generation = result.generation
+    started = time.perf_counter()
+    try:
+        with sessions() as session:
+            options = settings.gate_for(generation.policy).options()
+            sampled = prepare_reference(
+                session, settings.artifact_dir, generation.policy, generation.number, options=options
+            )
+    except Exception as exc:
+        typer.secho(f"gate reference not prepared (the first gate evaluation will do it): {exc}", fg="yellow", err=True)
+        return
+    typer.echo(
+        f"gate reference prepared: {sampled:,} decisions sampled and scored in {time.perf_counter() - started:.1f} s",
+        err=True,
+    )
 
 
 def _report(result: RetrainResult, json_output: bool) -> None:
