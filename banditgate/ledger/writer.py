@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Connection, Engine, Executable, select
+from sqlalchemy import JSON, Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -217,11 +217,7 @@ class BatchingWriter:
         with self._engine.connect() as connection:
             transaction = connection.begin()
             try:
-                if isinstance(self._insert, _SQLiteInsert):
-                    inserted = self._insert.run(connection, list(stored.values()))
-                else:
-                    rows = [record.as_row() for record in stored.values()]
-                    inserted = len(set(connection.scalars(self._insert, rows)))
+                inserted = self._insert.run(connection, list(stored.values()))
                 if inserted < len(stored):
                     # Some ids were logged before: their stored records win (identical ones included, harmlessly).
                     found = connection.execute(select(Decision.__table__).where(Decision.decision_id.in_(list(stored))))
@@ -255,14 +251,24 @@ class BatchingWriter:
                 job.future.set_result(result)
 
 
-def _insert_ignoring_duplicates(engine: Engine) -> Executable | _SQLiteInsert:
+def _insert_ignoring_duplicates(engine: Engine) -> _PostgreSQLInsert | _SQLiteInsert:
     if engine.dialect.name == "sqlite":
         return _SQLiteInsert()
-    if engine.dialect.name != "postgresql":
-        raise ValueError(f"unsupported database {engine.dialect.name!r}: use SQLite or PostgreSQL")
-    table = Decision.__table__
-    statement = postgresql_insert(table).on_conflict_do_nothing(index_elements=[table.c.decision_id])
-    return statement.returning(table.c.decision_id)
+    if engine.dialect.name == "postgresql":
+        return _PostgreSQLInsert()
+    raise ValueError(f"unsupported database {engine.dialect.name!r}: use SQLite or PostgreSQL")
+
+
+class _PostgreSQLInsert:
+    """``INSERT .. ON CONFLICT DO NOTHING RETURNING decision_id`` of a batch; ``run`` returns how many were new."""
+
+    def __init__(self) -> None:
+        table = Decision.__table__
+        statement = postgresql_insert(table).on_conflict_do_nothing(index_elements=[table.c.decision_id])
+        self.statement = statement.returning(table.c.decision_id)
+
+    def run(self, connection: Connection, records: list[DecisionRecord]) -> int:
+        return len(set(connection.scalars(self.statement, [record.as_row() for record in records])))
 
 
 class _SQLiteInsert:

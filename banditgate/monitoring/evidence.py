@@ -99,60 +99,44 @@ class Evidence:
     segment_keys: tuple[str, ...]
 
 
-def read_evidence(
-    session: Session,
-    generation: Generation,
-    as_of: datetime,
-    *,
-    window: timedelta,
-    reward_kinds: Sequence[str],
-    segment_keys: Sequence[str] = (),
-    sample_size: int = 20_000,
-    seed: int = 0,
-    cache: ReferenceCache | None = None,
-) -> Evidence:
-    """Read the current window in full and a sample of the reference window (see the module docstring).
+@dataclass(frozen=True)
+class Reading:
+    """What an evaluation reads: the current ``window``'s length, the reward kinds (the first is the arrival
+    kind, whose first arrival is read for every decision), the segment keys, and the samples' size and seed."""
 
-    The first of ``reward_kinds`` is the arrival kind, whose first arrival is read for every decision.
-    """
-    if not reward_kinds:
-        raise ValueError("read_evidence needs at least one reward kind")
-    reader = _Reader(session, generation.policy, as_of, tuple(dict.fromkeys(reward_kinds)), tuple(segment_keys))
-    current = reader.current(as_of - window, as_of, sample_size, np.random.default_rng(_streams(seed)[0]))
-    reference = read_reference(
-        session,
-        generation,
-        as_of,
-        window=window,
-        reward_kinds=reward_kinds,
-        segment_keys=segment_keys,
-        sample_size=sample_size,
-        seed=seed,
-        cache=cache,
-    )
+    window: timedelta
+    reward_kinds: tuple[str, ...]
+    segment_keys: tuple[str, ...] = ()
+    sample_size: int = 20_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.reward_kinds:
+            raise ValueError("an evidence reading needs at least one reward kind")
+
+
+def read_evidence(
+    session: Session, generation: Generation, as_of: datetime, reading: Reading, cache: ReferenceCache | None = None
+) -> Evidence:
+    """Read the current window in full and a sample of the reference window (see the module docstring)."""
+    reader = _Reader.for_reading(session, generation.policy, as_of, reading)
+    stream = np.random.default_rng(_streams(reading.seed)[0])
+    current = reader.current(as_of - reading.window, as_of, reading.sample_size, stream)
+    reference = read_reference(session, generation, as_of, reading, cache)
     return Evidence(generation.policy, as_of, current, reference, reader.kinds, reader.keys)
 
 
 def read_reference(
-    session: Session,
-    generation: Generation,
-    as_of: datetime,
-    *,
-    window: timedelta,
-    reward_kinds: Sequence[str],
-    segment_keys: Sequence[str] = (),
-    sample_size: int = 20_000,
-    seed: int = 0,
-    cache: ReferenceCache | None = None,
+    session: Session, generation: Generation, as_of: datetime, reading: Reading, cache: ReferenceCache | None = None
 ) -> Window:
     """The reference window of :func:`read_evidence` alone (e.g. to fill the cache when a generation is made)."""
     if generation.training_window_start is not None and generation.training_window_end is not None:
         start, end = generation.training_window_start, min(generation.training_window_end, as_of)
     else:
-        start, end = as_of - 2 * window, as_of - window
-    reader = _Reader(session, generation.policy, as_of, tuple(dict.fromkeys(reward_kinds)), tuple(segment_keys))
+        start, end = as_of - 2 * reading.window, as_of - reading.window
+    reader = _Reader.for_reading(session, generation.policy, as_of, reading)
     held_out = int(generation.row_counts.get("held_out") or 0)
-    return reader.reference(start, end, sample_size, seed, held_out, cache)
+    return reader.reference(start, end, reading.sample_size, reading.seed, held_out, cache)
 
 
 @dataclass(frozen=True)
@@ -162,6 +146,10 @@ class _Reader:
     as_of: datetime
     kinds: tuple[str, ...]
     keys: tuple[str, ...]
+
+    @classmethod
+    def for_reading(cls, session: Session, policy: str, as_of: datetime, reading: Reading) -> _Reader:
+        return cls(session, policy, as_of, tuple(dict.fromkeys(reading.reward_kinds)), tuple(reading.segment_keys))
 
     def current(self, start: datetime, end: datetime, sample_size: int, rng: np.random.Generator) -> Window:
         """Every decision of the window, flat, and a sample of them in full."""

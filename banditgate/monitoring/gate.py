@@ -39,7 +39,7 @@ from banditgate.ledger.types import utcnow
 from banditgate.monitoring.alerts import AlertPolicy, evaluate_alerts, level_alerts
 from banditgate.monitoring.blind_period import project, scenario
 from banditgate.monitoring.dimensions import DimensionSet, segment_dimensions, window_dimensions
-from banditgate.monitoring.evidence import Evidence, Window, read_evidence, read_reference
+from banditgate.monitoring.evidence import Evidence, Reading, Window, read_evidence, read_reference
 from banditgate.monitoring.label_latency import SurvivalCurve, arrival_curve, days_until_completeness
 from banditgate.monitoring.proxies.base import DIMENSIONS, ProxyReading, proxy_dimensions, unavailable
 from banditgate.monitoring.proxies.disagreement import disagreement_proxies
@@ -120,6 +120,16 @@ class GateOptions:
         if self.sample_size < 1 or self.scoring_size < 1:
             raise ValueError("sample_size and scoring_size must be at least 1")
 
+    def reading(self) -> Reading:
+        """What these options have an evaluation read from the ledger."""
+        return Reading(
+            window=timedelta(days=self.window_days),
+            reward_kinds=(self.reward_kind, self.early_kind),
+            segment_keys=self.segment_keys,
+            sample_size=self.sample_size,
+            seed=self.seed,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "parameters": self.parameters.to_dict(),
@@ -182,23 +192,10 @@ def evaluate_gate(
     params = options.parameters
     as_of = as_of or utcnow()
     computed_at = utcnow()
-    policy_row = get_policy(session, policy)
-    generation = get_generation(session, policy, number)
-    if generation is None:
-        raise UnknownGeneration(policy, number)
+    policy_row, generation = _policy_and_generation(session, policy, number)
     deployed = get_generation(session, policy, policy_row.deployed_generation)
     reference_cache = ReferenceCache(artifact_dir / "gate-cache") if cache else None
-    evidence = read_evidence(
-        session,
-        generation,
-        as_of,
-        window=timedelta(days=options.window_days),
-        reward_kinds=(options.reward_kind, options.early_kind),
-        segment_keys=options.segment_keys,
-        sample_size=options.sample_size,
-        seed=options.seed,
-        cache=reference_cache,
-    )
+    evidence = read_evidence(session, generation, as_of, options.reading(), reference_cache)
     oracle = load_artifact(generation, artifact_dir) if generation.oracle else None
     rule = generation_rule(policy_row, generation)
     current = _score(oracle, rule, evidence.current, options.scoring_size)
@@ -298,25 +295,20 @@ def prepare_reference(
     """
     options = options or GateOptions()
     as_of = as_of or utcnow()
+    policy_row, generation = _policy_and_generation(session, policy, number)
+    cache = ReferenceCache(artifact_dir / "gate-cache")
+    reference = read_reference(session, generation, as_of, options.reading(), cache)
+    oracle = load_artifact(generation, artifact_dir) if generation.oracle else None
+    _cached_score(cache, generation, oracle, generation_rule(policy_row, generation), reference, options.scoring_size)
+    return len(reference.sample)
+
+
+def _policy_and_generation(session: Session, policy: str, number: int) -> tuple[Policy, Generation]:
     policy_row = get_policy(session, policy)
     generation = get_generation(session, policy, number)
     if generation is None:
         raise UnknownGeneration(policy, number)
-    cache = ReferenceCache(artifact_dir / "gate-cache")
-    reference = read_reference(
-        session,
-        generation,
-        as_of,
-        window=timedelta(days=options.window_days),
-        reward_kinds=(options.reward_kind, options.early_kind),
-        segment_keys=options.segment_keys,
-        sample_size=options.sample_size,
-        seed=options.seed,
-        cache=cache,
-    )
-    oracle = load_artifact(generation, artifact_dir) if generation.oracle else None
-    _cached_score(cache, generation, oracle, generation_rule(policy_row, generation), reference, options.scoring_size)
-    return len(reference.sample)
+    return policy_row, generation
 
 
 def _score(oracle: RewardOracle | None, rule: ExplorationRule, window: Window, scoring_size: int) -> _Scored:

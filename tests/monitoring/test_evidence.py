@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from banditgate.ledger.models import Decision, Reward
 from banditgate.ledger.registry import PolicySpec, get_generation, put_policy
-from banditgate.monitoring.evidence import Evidence, read_evidence
+from banditgate.monitoring.evidence import Evidence, Reading, read_evidence
 from banditgate.monitoring.reference_cache import ReferenceCache
 from tests.ledger.conftest import make_record
 
@@ -60,19 +60,12 @@ def ledger(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     return sessions
 
 
-def evidence(sessions: sessionmaker[Session], **kwargs: object) -> Evidence:
+def evidence(sessions: sessionmaker[Session], cache: ReferenceCache | None = None) -> Evidence:
     with sessions() as session:
         generation = get_generation(session, "default", 0)
         assert generation is not None
-        return read_evidence(
-            session,
-            generation,
-            AS_OF,
-            window=DAY,
-            reward_kinds=("authorisation",),
-            segment_keys=("issuer_country",),
-            **kwargs,  # type: ignore[arg-type]
-        )
+        reading = Reading(window=DAY, reward_kinds=("authorisation",), segment_keys=("issuer_country",))
+        return read_evidence(session, generation, AS_OF, reading, cache)
 
 
 def test_every_decision_of_the_window_is_read_with_exact_times_segments_and_first_arrivals(
