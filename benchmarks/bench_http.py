@@ -4,7 +4,9 @@ What is measured
     Requests per second, and wrk's latency percentiles, of two servers answering the same request body:
 
     * ``banditgate``: the real service, ``banditgate serve`` as a subprocess on a temporary SQLite ledger
-      (``synchronous=FULL``: each group commit is fsynced before its responses are sent). Its policy
+      (``synchronous=FULL``: each group commit is fsynced before its responses are sent), with its default
+      settings: an HTTP process that parses and answers, and the decision process it starts, which decides
+      and logs. Its policy
       ``default`` serves generation 1, a LightGBM oracle of 100 trees trained here on synthetic decisions
       of the body's shape, with SquareCB and a 0.01 floor. The body has no ``decision_id``, so every request
       is a new decision: scored, drawn, logged, answered.
@@ -23,7 +25,8 @@ How
     short warm-up run, then the timed run. The throughput rounds use 32 connections (saturation: the latencies
     then include queueing behind the other connections); a last run per server with a single connection
     shows the latency of one request on an otherwise idle server. The server's CPU time per request is read
-    from ``/proc`` too: it does not depend on how much CPU the load generator took. Before each run the script
+    from ``/proc`` too (both of banditgate's processes): it does not depend on how much CPU the load
+    generator took. Before each run the script
     waits (up to ``--max-wait`` seconds) until other processes leave the machine idle, and it reports how many
     cores they used during each run.
 
@@ -58,6 +61,7 @@ import numpy as np
 from workload import (
     REPO_DIR,
     Shape,
+    child_pids,
     code_state,
     deploy_trained_policy,
     environment,
@@ -88,7 +92,7 @@ RUN_COLUMNS = [
     "200s",
     "errors",
     "server CPU ms/req",
-    "cores s/c/o",
+    "cores h+d/c/o",
 ]
 
 WRK_SCRIPT = """
@@ -162,8 +166,11 @@ class Server:
             self.process.kill()
             self.process.wait()
 
-    def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.process.pid) if self.process is not None else 0.0
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds of the server process and of its descendants (banditgate's decision process)."""
+        if self.process is None:
+            return 0.0, 0.0
+        return process_cpu_seconds(self.process.pid), sum(map(process_cpu_seconds, child_pids(self.process.pid)))
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -249,12 +256,13 @@ def settled_count(database: Path, timeout: float = 10.0) -> int:
 
 def measure(server: Server, wrk: str, script: Path, seconds: float, connections: int, threads: int, label: str) -> Run:
     """One timed run, with the CPU time of the server, of wrk and of everything else over the same interval."""
-    cpu0, busy0, children0 = server.cpu_seconds(), machine_cpu_seconds()[0], _children_cpu()
+    (http0, helpers0), busy0, children0 = server.cpu_seconds(), machine_cpu_seconds()[0], _children_cpu()
     data = run_wrk(wrk, script, server.url, seconds, connections, threads)
-    cpu1, busy1, children1 = server.cpu_seconds(), machine_cpu_seconds()[0], _children_cpu()
+    (http1, helpers1), busy1, children1 = server.cpu_seconds(), machine_cpu_seconds()[0], _children_cpu()
     wall = data["duration_us"] / 1e6
     ok = data["requests"] - data["errors"]["status"]
-    server_cpu, client_cpu = cpu1 - cpu0, children1 - children0
+    http_cpu, helpers_cpu = http1 - http0, helpers1 - helpers0
+    server_cpu, client_cpu = http_cpu + helpers_cpu, children1 - children0
     other = max(0.0, (busy1 - busy0) - server_cpu - client_cpu)  # this script only sleeps while wrk runs
     latency = {k: v / 1000.0 for k, v in data["latency_us"].items()}
     return Run(
@@ -272,7 +280,11 @@ def measure(server: Server, wrk: str, script: Path, seconds: float, connections:
         server_cores=server_cpu / wall,
         client_cores=client_cpu / wall,
         other_cores=other / wall,
-        extra={"wrk_report": data["report"]},
+        extra={
+            "wrk_report": data["report"],
+            "http_process_cores": http_cpu / wall,
+            "decision_process_cores": helpers_cpu / wall,
+        },
     )
 
 
@@ -447,13 +459,17 @@ def main(argv: list[str] | None = None) -> int:
                     r.ok_200,
                     r.non_2xx + sum(r.socket_errors.values()),
                     r.server_cpu_ms_per_request,
-                    f"{r.server_cores:.2f}/{r.client_cores:.2f}/{r.other_cores:.2f}",
+                    f"{r.extra['http_process_cores']:.2f}+{r.extra['decision_process_cores']:.2f}"
+                    f"/{r.client_cores:.2f}/{r.other_cores:.2f}",
                 ]
                 for r in runs
             ],
         )
     )
-    print("(cores s/c/o: cores used by the server / by wrk / by other processes during the run)")
+    print(
+        "(cores h+d/c/o: cores used by the server's HTTP process + its decision process / by wrk / by other "
+        "processes during the run; server CPU ms/req counts both server processes)"
+    )
     print()
     print(
         table(
@@ -504,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_s": warmup,
             "rounds": rounds,
             "uvicorn": "127.0.0.1, 1 worker, access log off, log level warning, default loop and HTTP parser",
-            "banditgate": "banditgate serve; SQLite ledger, synchronous=FULL, WAL; LightGBM 100 trees, squarecb",
+            "banditgate": "banditgate serve (an HTTP process and its decision process); SQLite ledger, "
+            "synchronous=FULL, WAL; LightGBM 100 trees, squarecb",
             "bare": "python -m uvicorn benchmarks.bare_app:app (DecisionRequest in, fixed DecisionResponse out)",
             "body_bytes": len(body_json),
             "body": body,

@@ -241,6 +241,23 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
 
 
+def child_pids(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (a server's decision process, for instance), from ``/proc``."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            children = [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+        for child in children:
+            found += [child, *child_pids(child)]
+    return found
+
+
 def background_cores(seconds: float = 1.0) -> float:
     """How many cores the machine kept busy over ``seconds`` (before a benchmark starts: other people's work)."""
     busy0, _ = machine_cpu_seconds()

@@ -53,7 +53,11 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, api_key=API_KEY, artifact_dir=tmp_path / "artifacts")
+    """Settings of a test server; decisions run in the serving process, the tests of the decision process and of
+    the decisions and rewards APIs turn it on."""
+    return Settings(
+        database_url=database_url, api_key=API_KEY, artifact_dir=tmp_path / "artifacts", decision_process=False
+    )
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -31,11 +30,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.gc_threshold:
-            # A request allocates thousands of short-lived objects; with the default threshold (700) the young
-            # generation is collected several times per request.
-            _, older, oldest = gc.get_threshold()
-            gc.set_threshold(settings.gc_threshold, older, oldest)
         app.state.runtime = await Runtime.start(settings)
         try:
             yield

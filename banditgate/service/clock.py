@@ -25,9 +25,14 @@ def now_ms() -> datetime:
 
 def request_time(request: Request, settings: Settings) -> datetime:
     """The time of ``request``, truncated to the millisecond."""
+    return stated_time(request, settings) or now_ms()
+
+
+def stated_time(request: Request, settings: Settings) -> datetime | None:
+    """The time the client stated for ``request``, truncated to the millisecond; ``None`` if it stated none."""
     stated = request.headers.get(TIME_HEADER)
     if stated is None:
-        return now_ms()
+        return None
     if not settings.simulated_clock:
         raise HTTPException(422, "X-Banditgate-Time is only accepted when BANDITGATE_SIMULATED_CLOCK=true")
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from banditgate.ledger.migrate import upgrade
 from banditgate.ledger.registry import ensure_policy
 from banditgate.ledger.writer import BatchingWriter
 from banditgate.service.decider import Decider
+from banditgate.service.decision_client import ProcessDecisionService
+from banditgate.service.decision_service import DecisionService, LocalDecisionService
 from banditgate.service.policy_cache import PolicyCache
 from banditgate.service.settings import Settings
 
@@ -31,11 +34,20 @@ class Runtime:
     decision_log: DecisionLog
     cache: PolicyCache
     decider: Decider
+    decisions: DecisionService
     _refresher: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
-        """Migrate the schema, start the writer, create configured policies, load the deployed generations."""
+        """Migrate the schema, start the writer, create configured policies, load the deployed generations.
+
+        With ``settings.decision_process``, also start the decision process and forward decisions to it.
+        """
+        if settings.gc_threshold:
+            # A request allocates thousands of short-lived objects; with the default threshold (700) the young
+            # generation is collected several times per request.
+            _, older, oldest = gc.get_threshold()
+            gc.set_threshold(settings.gc_threshold, older, oldest)
         if settings.kafka_bootstrap_servers:
             raise NotImplementedError(
                 "streaming transport (BANDITGATE_KAFKA_BOOTSTRAP_SERVERS) is not available yet; unset it to use "
@@ -55,7 +67,19 @@ class Runtime:
         cache = PolicyCache(sessions, settings.artifact_dir)
         await asyncio.to_thread(cache.refresh)
         decider = Decider(cache, settings.default_policy, lambda policy: settings.gate_for(policy).segment_keys)
-        runtime = cls(settings, engine, sessions, writer, decision_log, cache, decider)
+        decisions: DecisionService
+        if settings.decision_process:
+            decisions = ProcessDecisionService(settings)
+        else:
+            decisions = LocalDecisionService(decider, decision_log)
+        try:
+            await decisions.start()
+        except BaseException:
+            await decision_log.stop()
+            await writer.stop()
+            engine.dispose()
+            raise
+        runtime = cls(settings, engine, sessions, writer, decision_log, cache, decider, decisions)
         runtime._refresher = asyncio.create_task(runtime._refresh_loop())
         log.info("banditgate ready: database %s, policies %s", engine.url.render_as_string(), cache.names())
         return runtime
@@ -65,18 +89,22 @@ class Runtime:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
+        await self.decisions.stop()
         await self.decision_log.stop()
         await self.writer.stop()
         self.engine.dispose()
 
     async def refresh_policies(self) -> list[str]:
-        return await asyncio.to_thread(self.cache.refresh)
+        """Reload the policies whose revision changed, here and in the decision process; return their names."""
+        reloaded = await asyncio.to_thread(self.cache.refresh)
+        await self.decisions.refresh_policies()
+        return reloaded
 
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.policy_refresh_seconds)
             try:
-                await self.refresh_policies()
+                await asyncio.to_thread(self.cache.refresh)  # a decision process polls on its own
             except Exception:
                 log.exception("policy refresh failed; serving the policies already loaded")
 

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     gate: GateSettings = Field(default_factory=GateSettings, description="the sufficiency gate of every policy")
+    decision_process: bool = Field(
+        default=True,
+        description="decide and log in a companion process, so that a serving process only parses and answers "
+        "HTTP and the decisions run on another core (false: everything in the serving process)",
+    )
     gc_threshold: int = Field(
         default=50_000,
         ge=0,

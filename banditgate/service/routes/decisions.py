@@ -7,11 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 
 from banditgate.ledger.decision_log import DecisionLog
-from banditgate.ledger.records import DecisionRecord
-from banditgate.ledger.registry import UnknownPolicy
 from banditgate.service import metrics
-from banditgate.service.clock import request_time
-from banditgate.service.decider import format_timestamp
+from banditgate.service.clock import stated_time
+from banditgate.service.decision_service import DecisionAsked, to_response
 from banditgate.service.deps import get_decision_log, get_runtime
 from banditgate.service.runtime import Runtime
 from banditgate.service.schemas import (
@@ -37,31 +35,24 @@ async def decide(body: DecisionRequest, request: Request, runtime: Runtime = Dep
 
     The same ``decision_id`` again returns the identical response and writes nothing.
     """
-    actions = [{"id": action.id, "features": action.features} for action in body.actions]
-    try:
-        now = request_time(request, runtime.settings)
-        record, exploited = runtime.decider.decide(body.context, actions, body.decision_id, body.policy, now)
-    except UnknownPolicy as exc:
-        raise HTTPException(422, f"policy: {exc}") from None
-    stored = await runtime.decision_log.log_decision(record)
-    if stored is not record:
-        if stored.request_sha256 != record.request_sha256:
-            raise HTTPException(409, f"decision_id {record.decision_id!r} was already used for a different request")
-        return _json(to_response(stored))
-    metrics.DECISIONS.labels(
-        record.policy,
-        str(record.generation),
-        metrics.action_label(record.policy, record.action_id),
-        "false" if exploited else "true",
-    ).inc()
-    if "fallback" in record.exploration_params:
-        metrics.DECISION_FALLBACKS.labels(record.policy).inc()
-    return _json(to_response(record))
-
-
-def _json(response: DecisionResponse) -> Response:
-    # Serialised directly: the hot path skips FastAPI's re-validation of a model built a line earlier.
-    return Response(response.__pydantic_serializer__.to_json(response), media_type="application/json")
+    asked = DecisionAsked(
+        context=body.context,
+        actions=[{"id": action.id, "features": action.features} for action in body.actions],
+        decision_id=body.decision_id,
+        policy=body.policy,
+        now=stated_time(request, runtime.settings),
+    )
+    outcome = await runtime.decisions.decide(asked)
+    if outcome.status != 200:
+        raise HTTPException(outcome.status, outcome.body.decode())
+    new = outcome.new
+    if new is not None:
+        explored = "true" if new.explored else "false"
+        action = metrics.action_label(new.policy, new.action_id)
+        metrics.DECISIONS.labels(new.policy, str(new.generation), action, explored).inc()
+        if new.fallback:
+            metrics.DECISION_FALLBACKS.labels(new.policy).inc()
+    return Response(outcome.body, media_type="application/json")
 
 
 @router.get("/{decision_id:path}", response_model=DecisionDetail, responses=error_responses(404, 422))
@@ -93,18 +84,4 @@ def get_decision(
         exploration_params=record.exploration_params,
         draw=record.draw,
         rewards=rewards,
-    )
-
-
-def to_response(record: DecisionRecord) -> DecisionResponse:
-    return DecisionResponse(
-        decision_id=record.decision_id,
-        action_id=record.action_id,
-        propensity=record.propensity,
-        probabilities={a["id"]: p for a, p in zip(record.actions, record.probabilities, strict=True)},
-        policy=record.policy,
-        generation=record.generation,
-        exploration=record.exploration,
-        model_sha256=record.model_sha256,
-        decided_at=format_timestamp(record.decided_at),
     )

@@ -34,7 +34,7 @@ async def post_reward(
     """
     try:
         received_at = request_time(request, runtime.settings)
-        result = await runtime.decision_log.log_reward(
+        result = await runtime.decisions.log_reward(
             body.decision_id, body.kind, body.reward, body.observed_at or received_at, received_at
         )
     except UnknownDecision as exc:

@@ -1,0 +1,230 @@
+"""The serving process's side of the decision process: start it, forward to it, restart it if it dies.
+
+With two cores, one Python process cannot both parse HTTP and decide at the rate the first alone allows
+(the GIL serialises them): forwarding the validated request to a process of its own costs the serving
+process a few microseconds, against the ~0.3 ms the decision and its logging take. Every reply comes
+after the decision process committed the decision, so an answer still means a durable decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import subprocess
+import sys
+from datetime import datetime
+from typing import Any, cast
+
+from banditgate.ledger.decision_log import UnknownDecision
+from banditgate.ledger.records import RewardResult
+from banditgate.ledger.writer import WriterStopped
+from banditgate.service.decision_service import DecisionAsked, DecisionOutcome, DecisionService
+from banditgate.service.decision_wire import (
+    FrameReader,
+    WireError,
+    frame,
+    outcome_from_wire,
+    reward_from_wire,
+    to_epoch_ms,
+)
+from banditgate.service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Waits between restarts of a decision process that keeps dying, in seconds.
+RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class DecisionProcessUnavailable(WriterStopped):
+    """The decision process is not running (starting, restarting, or refusing): nothing was recorded."""
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Channel(asyncio.Protocol):
+    """Requests out, replies matched to their requests by sequence number."""
+
+    def __init__(self) -> None:
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._frames = FrameReader()
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._sequence = itertools.count(1)
+        self._transport: asyncio.Transport | None = None
+        self._outgoing: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(DecisionProcessUnavailable("the decision process stopped; nothing was recorded"))
+        self._pending.clear()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self._frames.feed(data)
+        except WireError as exc:
+            log.error("unreadable reply from the decision process (%s); closing", exc)
+            self.close()
+            return
+        for message in messages:
+            future = self._pending.pop(message[0], None)
+            if future is not None and not future.done():
+                future.set_result(message)
+
+    def request(self, operation: str, *arguments: Any) -> asyncio.Future[Any]:
+        if self.closed.done() or self._transport is None:
+            raise DecisionProcessUnavailable("the decision process is not running; nothing was recorded")
+        seq = next(self._sequence)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[seq] = future
+        self._transport.write(frame([seq, operation, *arguments]))
+        return future
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(outgoing))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class ProcessDecisionService(DecisionService):
+    """Forwards decisions and rewards to a decision process it starts, watches and restarts.
+
+    Parameters
+    ----------
+    settings
+        The serving process's settings; the decision process gets them (without the API key).
+    start_timeout
+        Seconds the decision process may take to start (import, load the deployed models) before start-up
+        fails.
+    """
+
+    def __init__(self, settings: Settings, start_timeout: float = 120.0) -> None:
+        self.settings = settings
+        self.start_timeout = start_timeout
+        self.restarts = 0
+        self._channel: _Channel | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        """The running decision process's id."""
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
+
+    def available(self) -> bool:
+        return self._channel is not None and not self._channel.closed.done()
+
+    async def start(self) -> None:
+        self._channel, self._process = await self._spawn()
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        if self._channel is not None:
+            self._channel.close()
+        if self._process is not None:
+            await asyncio.to_thread(_wait_or_kill, self._process, 60.0)
+
+    async def decide(self, asked: DecisionAsked) -> DecisionOutcome:
+        now = None if asked.now is None else to_epoch_ms(asked.now)
+        arguments = (asked.decision_id, asked.policy, now, asked.context, asked.actions)
+        return outcome_from_wire(await self._call("decide", *arguments))
+
+    async def log_reward(
+        self, decision_id: str, kind: str, value: float, observed_at: datetime, received_at: datetime
+    ) -> RewardResult:
+        try:
+            reply = await self._call("reward", decision_id, kind, value, observed_at, received_at)
+        except _Refused as exc:
+            if exc.status == 404:
+                raise UnknownDecision(decision_id) from None
+            raise DecisionProcessUnavailable(str(exc)) from None
+        return reward_from_wire(reply)
+
+    async def refresh_policies(self) -> None:
+        await self._call("refresh")
+
+    async def _call(self, operation: str, *arguments: Any) -> Any:
+        channel = self._channel
+        if channel is None:
+            raise DecisionProcessUnavailable("the decision process is not running; nothing was recorded")
+        reply = await channel.request(operation, *arguments)
+        if reply[1] == "ok":
+            return reply[2]
+        status, message = reply[2], reply[3]
+        if status == 404:
+            raise _Refused(status, message)
+        raise DecisionProcessUnavailable(f"the decision process could not serve the request: {message}")
+
+    async def _spawn(self) -> tuple[_Channel, subprocess.Popen[bytes]]:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "banditgate.service.decision_process", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+            )
+        channel = _Channel()
+        await asyncio.get_running_loop().connect_accepted_socket(lambda: channel, ours)
+        settings = self.settings.model_dump(mode="json", exclude={"api_key"})
+        try:
+            reply = await asyncio.wait_for(channel.request("start", settings), self.start_timeout)
+        except DecisionProcessUnavailable:
+            code = await asyncio.to_thread(_wait_or_kill, process, 5.0)
+            raise RuntimeError(f"the decision process exited while starting (code {code}); see its log") from None
+        except BaseException:
+            channel.close()
+            await asyncio.to_thread(_wait_or_kill, process, 5.0)
+            raise
+        if reply[1] != "ok":
+            channel.close()
+            await asyncio.to_thread(_wait_or_kill, process, 5.0)
+            raise RuntimeError(f"the decision process failed to start: {reply[3]}")
+        log.info("decision process %d ready", process.pid)
+        return channel, process
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            assert self._channel is not None and self._process is not None
+            await self._channel.closed
+            code = await asyncio.to_thread(_wait_or_kill, self._process, 10.0)
+            if self._stopping:
+                return
+            log.error("decision process exited (code %s); restarting it", code)
+            for delay in itertools.chain(RESTART_DELAYS, itertools.repeat(RESTART_DELAYS[-1])):
+                await asyncio.sleep(delay)
+                try:
+                    self._channel, self._process = await self._spawn()
+                except Exception as exc:
+                    log.error("decision process failed to restart (%s); trying again", exc)
+                    continue
+                self.restarts += 1
+                break
+
+
+def _wait_or_kill(process: subprocess.Popen[bytes], timeout: float) -> int:
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.error("decision process %d did not stop within %.0f s; killing it", process.pid, timeout)
+        process.kill()
+        return process.wait()

@@ -1,0 +1,170 @@
+"""The decision process: decides and logs on behalf of one serving process, on a core of its own.
+
+A serving process with ``decision_process`` on (the default) starts one with
+``python -m banditgate.service.decision_process FD``, FD being its end of a socket pair, and forwards every
+decision and reward to it (:class:`~banditgate.service.decision_client.ProcessDecisionService`). The
+serving process parses and validates HTTP requests and answers them; this process scores the candidates,
+draws, and commits the decisions in group commits, then replies. Its first message is the serving
+process's settings; it answers ``ready`` once its own runtime (ledger writer, policy cache) has started.
+
+Closing the socket stops it: it finishes the decisions it accepted (their commits complete even though
+nobody is left to answer) and exits, so a killed serving process never leaves it behind. It ignores
+SIGINT, which a terminal's Ctrl-C sends to the whole process group: the serving process decides when it
+stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+import orjson
+import uvloop
+
+from banditgate.ledger.decision_log import UnknownDecision
+from banditgate.service.decision_service import DecisionAsked
+from banditgate.service.decision_wire import (
+    FrameReader,
+    WireError,
+    frame,
+    from_epoch_ms,
+    outcome_to_wire,
+    reward_to_wire,
+)
+from banditgate.service.runtime import Runtime
+from banditgate.service.settings import Settings
+
+log = logging.getLogger("banditgate.decision_process")
+
+
+class _DecisionServer(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.runtime: Runtime | None = None
+        self._frames = FrameReader()
+        self._transport: asyncio.Transport | None = None
+        self._replies: list[bytes] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._operations: dict[str, Callable[..., Awaitable[Any]]] = {
+            "start": self._start,
+            "decide": self._decide,
+            "reward": self._reward,
+            "refresh": self._refresh,
+        }
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self._frames.feed(data)
+        except (WireError, orjson.JSONDecodeError) as exc:
+            log.error("unreadable message from the serving process (%s); closing", exc)
+            if self._transport is not None:
+                self._transport.close()
+            return
+        for message in messages:
+            seq, operation, *arguments = message
+            handler = self._operations.get(operation)
+            if handler is None:
+                self._reply([seq, "error", 400, f"unknown operation {operation!r}"])
+                continue
+            task = asyncio.get_running_loop().create_task(self._answer(seq, handler(*arguments)))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for the requests already accepted (their commits complete even if no one reads the reply)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _answer(self, seq: int, work: Awaitable[Any]) -> None:
+        try:
+            result = await work
+        except UnknownDecision as exc:
+            self._reply([seq, "error", 404, str(exc)])
+        except Exception as exc:
+            log.exception("request %d failed", seq)
+            self._reply([seq, "error", 503, f"{type(exc).__name__}: {exc}"])
+        else:
+            self._reply([seq, "ok", result])
+
+    def _reply(self, message: list[Any]) -> None:
+        # Replies completed in one turn of the loop (a group commit's worth) leave in one write.
+        if not self._replies:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._replies.append(frame(message))
+
+    def _flush(self) -> None:
+        replies, self._replies = self._replies, []
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(replies))
+
+    def _runtime(self) -> Runtime:
+        if self.runtime is None:
+            raise RuntimeError("the decision process has not been started")
+        return self.runtime
+
+    async def _start(self, settings: dict[str, Any]) -> int:
+        config = Settings.model_validate({**settings, "decision_process": False})
+        logging.getLogger().setLevel(config.log_level)
+        self.runtime = await Runtime.start(config)
+        return os.getpid()
+
+    async def _decide(
+        self,
+        decision_id: str | None,
+        policy: str | None,
+        now: int | None,
+        context: dict[str, Any],
+        actions: list[dict[str, Any]],
+    ) -> list[Any]:
+        asked = DecisionAsked(context, actions, decision_id, policy, None if now is None else from_epoch_ms(now))
+        return outcome_to_wire(await self._runtime().decisions.decide(asked))
+
+    async def _reward(self, decision_id: str, kind: str, value: float, observed_at: str, received_at: str) -> list[Any]:
+        result = await self._runtime().decisions.log_reward(
+            decision_id, kind, value, datetime.fromisoformat(observed_at), datetime.fromisoformat(received_at)
+        )
+        return reward_to_wire(result)
+
+    async def _refresh(self) -> list[str]:
+        return await self._runtime().refresh_policies()
+
+
+async def serve(connection: socket.socket) -> None:
+    """Answer the serving process on ``connection`` until it closes it."""
+    loop = asyncio.get_running_loop()
+    server = _DecisionServer()
+    await loop.connect_accepted_socket(lambda: server, connection)
+    await server.closed
+    await server.drain()
+    if server.runtime is not None:
+        await server.runtime.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if len(arguments) != 1 or not arguments[0].isdigit():
+        print("usage: python -m banditgate.service.decision_process FD  (started by banditgate serve)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s [decision process]: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    uvloop.run(serve(socket.socket(fileno=int(arguments[0]))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
