@@ -40,7 +40,6 @@ import os
 import pstats
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,10 +64,11 @@ from workload import (
 )
 
 from banditgate.ledger.db import make_engine, make_sessionmaker
-from banditgate.ledger.records import DecisionRecord
+from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS, DecisionRecord, segment_values
 from banditgate.policies.actions import Action
 from banditgate.policies.sampling import choose, uniform_draw
 from banditgate.service.decider import Decider, now_ms, request_fingerprint
+from banditgate.service.decision_ids import DecisionIds
 from banditgate.service.policy_cache import PolicyCache, ServingPolicy
 
 #: The banditgate code this process imported (just above): what is measured, whatever happens to the files later.
@@ -77,6 +77,9 @@ NAME = "bench_decision_latency"
 POLICY = "bench"
 TARGET_P50_US = 100.0
 TARGET_P99_US = 500.0
+
+
+_IDS = DecisionIds()  # like the decider's: a random prefix and a counter
 
 
 def time_each(fn: Callable[[int], Any], n: int, warmup: int) -> np.ndarray:
@@ -94,7 +97,7 @@ def time_each(fn: Callable[[int], Any], n: int, warmup: int) -> np.ndarray:
 
 
 STEPS = (
-    "decision id (uuid4)",
+    "decision id (DecisionIds)",
     "Action objects",
     "rule.params()",
     "encode (transform_decision)",
@@ -106,6 +109,7 @@ STEPS = (
     "copy of actions for the record",
     "request_fingerprint",
     "now_ms",
+    "segment_values",
     "DecisionRecord(...)",
 )
 
@@ -124,7 +128,7 @@ def decide_in_steps(
     rule = serving.rule
     name = POLICY
     t = [clock()]
-    decision_id = decision_id or str(uuid.uuid4())
+    decision_id = decision_id or _IDS.next()
     t.append(clock())
     candidates = [Action(a["id"], a.get("features") or {}) for a in actions]
     t.append(clock())
@@ -148,6 +152,8 @@ def decide_in_steps(
     t.append(clock())
     decided_at = now_ms()
     t.append(clock())
+    segments = segment_values(context, DEFAULT_SEGMENT_KEYS)
+    t.append(clock())
     record = DecisionRecord(
         decision_id=decision_id,
         policy=name,
@@ -163,6 +169,7 @@ def decide_in_steps(
         draw=draw,
         request_sha256=fingerprint,
         decided_at=decided_at,
+        segment_values=segments,
     )
     t.append(clock())
     return record, [b - a for a, b in itertools.pairwise(t)]
@@ -247,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     matrices = [space.transform_decision(c, a) for c, a in zip(contexts, candidates, strict=True)]
     columns = matrices[0].shape[1]
     scores = [served_oracle.predict_decision(c, a).tolist() for c, a in zip(contexts, candidates, strict=True)]
+    probabilities = [rule.probability_list(s) for s in scores]
 
     # Sanity: what the decider returns is a valid decision of the deployed generation.
     record, _ = decider.decide(contexts[0], action_sets[0])
@@ -273,9 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "request_fingerprint (canonical JSON + sha256)": lambda i: request_fingerprint(
             POLICY, contexts[i], action_sets[i]
         ),
-        "uuid4 + uniform_draw + choose": lambda i: choose(
-            rule.probability_list(scores[i]), uniform_draw(str(uuid.uuid4()), POLICY, 1)
-        ),
+        "decision id + uniform_draw + choose": lambda i: choose(probabilities[i], uniform_draw(_IDS.next(), POLICY, 1)),
     }
 
     background = wait_for_quiet(args.max_wait)

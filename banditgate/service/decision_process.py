@@ -8,9 +8,10 @@ draws, and commits the decisions in group commits, then replies. Its first messa
 process's settings; it answers ``ready`` once its own runtime (ledger writer, policy cache) has started.
 
 Closing the socket stops it: it finishes the decisions it accepted (their commits complete even though
-nobody is left to answer) and exits, so a killed serving process never leaves it behind. It ignores
-SIGINT, which a terminal's Ctrl-C sends to the whole process group: the serving process decides when it
-stops.
+nobody is left to answer) and exits, so a killed serving process never leaves it behind. It ignores SIGINT
+and SIGTERM, which a terminal's Ctrl-C and a service manager (systemd, by default) send to every process of
+the service at once: the serving process shuts down gracefully and then closes the socket, so that no
+decision in flight is cut short. SIGKILL still stops it.
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(arguments) != 1 or not arguments[0].isdigit():
         print("usage: python -m banditgate.service.decision_process FD  (started by banditgate serve)", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s [decision process]: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     uvloop.run(serve(socket.socket(fileno=int(arguments[0]))))

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
+import pytest
 
 from banditgate.ledger import promotion, registry
 from banditgate.policies.actions import Action
 from banditgate.policies.oracles import LightGBMOracle, RewardOracle, records_to_frame
 from banditgate.service.routes.generations import promotion_gate
-from banditgate.service.runtime import Runtime
+from banditgate.service.settings import Settings
 from tests.support.server import LiveServer
 
 ACTIONS = [
@@ -35,8 +34,9 @@ def train_oracle(seed: int = 0, n: int = 3000) -> RewardOracle:
     return LightGBMOracle(num_boost_round=30).fit(records_to_frame(contexts, actions), rewards)
 
 
-def deploy(runtime: Runtime, policy: str, oracle: RewardOracle, exploration_params: dict | None = None) -> int:
-    """Store, register and deploy ``oracle`` as the next generation of ``policy``; reload the cache."""
+def deploy(server: LiveServer, policy: str, oracle: RewardOracle, exploration_params: dict | None = None) -> int:
+    """Store, register and deploy ``oracle`` as the next generation of ``policy``; reload the server's policies."""
+    runtime = server.runtime
     artifact_dir = runtime.settings.artifact_dir
 
     def register(session):
@@ -57,10 +57,17 @@ def deploy(runtime: Runtime, policy: str, oracle: RewardOracle, exploration_para
         return generation.number
 
     number = runtime.writer.submit(register).result(timeout=30)
-    asyncio.run(runtime.refresh_policies())
+    server.call(runtime.refresh_policies())
     return number
 
 
 def without_gate(server: LiveServer) -> None:
     """Promote without the sufficiency gate: for tests of the mechanics of promotion (the gate has its own)."""
     server.app.dependency_overrides[promotion_gate] = lambda: promotion.NO_GATE
+
+
+@pytest.fixture(name="settings", params=[False, True], ids=["in-process", "decision-process"])
+def settings_in_both_modes(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The test settings, deciding in the serving process and then in a decision process: import it into a test
+    module to run its tests both ways."""
+    return settings.model_copy(update={"decision_process": request.param})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import numpy as np
@@ -19,7 +18,7 @@ CONTEXT = {"amount_eur": 500.0, "issuer_country": "DE"}
 
 def test_twenty_thousand_draws_match_the_logged_probabilities(server: LiveServer) -> None:
     """Chi-square goodness of fit of the chosen actions against the (non-uniform) probability vector."""
-    deploy(server.runtime, "default", train_oracle(), exploration_params={"gamma": 20.0})
+    deploy(server, "default", train_oracle(), exploration_params={"gamma": 20.0})
     decider = server.runtime.decider
     records = [decider.decide(CONTEXT, ACTIONS, decision_id=f"chi-{i}")[0] for i in range(20_000)]
     probabilities = np.array(records[0].probabilities)
@@ -32,7 +31,7 @@ def test_twenty_thousand_draws_match_the_logged_probabilities(server: LiveServer
 
 
 def test_a_failing_oracle_falls_back_to_uniform(server: LiveServer) -> None:
-    deploy(server.runtime, "default", train_oracle())
+    deploy(server, "default", train_oracle())
     # An action feature of a type the model cannot take (a list): the oracle raises, the payment still goes on.
     actions = [{"id": "route_a", "features": {"fee_bps": [1, 2]}}, {"id": "route_b"}]
     record, exploited = server.runtime.decider.decide(CONTEXT, actions, decision_id="fallback")
@@ -43,7 +42,7 @@ def test_a_failing_oracle_falls_back_to_uniform(server: LiveServer) -> None:
 
 def test_a_tampered_artifact_is_not_served(server: LiveServer) -> None:
     runtime: Runtime = server.runtime
-    deploy(runtime, "default", train_oracle())
+    deploy(server, "default", train_oracle())
     assert runtime.cache.get("default").generation == 1
 
     def tamper_and_deploy_next(session):
@@ -61,7 +60,7 @@ def test_a_tampered_artifact_is_not_served(server: LiveServer) -> None:
         registry.deploy_generation(session, "default", generation.number, actor="mallory", reason="sneaky")
 
     runtime.writer.submit(tamper_and_deploy_next).result(timeout=30)
-    asyncio.run(runtime.refresh_policies())
+    server.call(runtime.refresh_policies())
     assert runtime.cache.get("default").generation == 1, "a generation whose sha256 does not match must not serve"
 
 

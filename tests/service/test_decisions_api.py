@@ -14,7 +14,12 @@ from banditgate.policies.actions import Action
 from banditgate.policies.exploration import SquareCB
 from banditgate.policies.oracles import load_oracle, sha256_hex
 from banditgate.policies.sampling import choose, uniform_draw
-from tests.service.helpers import ACTIONS, deploy, train_oracle
+from tests.service.helpers import (
+    ACTIONS,
+    deploy,
+    settings_in_both_modes,  # noqa: F401 - a fixture: both decision modes
+    train_oracle,
+)
 from tests.support.server import LiveServer
 
 BODY = {
@@ -102,7 +107,7 @@ def test_get_decision_returns_the_full_log_entry(server: LiveServer) -> None:
 
 def test_a_deployed_generation_serves_with_its_model_and_exploration(server: LiveServer) -> None:
     oracle = train_oracle()
-    number = deploy(server.runtime, "default", oracle, exploration_params={"gamma": 50.0})
+    number = deploy(server, "default", oracle, exploration_params={"gamma": 50.0})
     with server.client() as client:
         bodies = [client.post("/v1/decisions", json={**BODY, "decision_id": f"g-{i}"}).json() for i in range(200)]
     first = bodies[0]
@@ -117,7 +122,7 @@ def test_a_deployed_generation_serves_with_its_model_and_exploration(server: Liv
 
 
 def test_any_decision_can_be_replayed_from_the_log_and_the_artifact(server: LiveServer) -> None:
-    deploy(server.runtime, "default", train_oracle(), exploration_params={"gamma": 50.0})
+    deploy(server, "default", train_oracle(), exploration_params={"gamma": 50.0})
     with server.client() as client:
         client.post("/v1/decisions", json={**BODY, "decision_id": "audit-me"})
         detail = client.get("/v1/decisions/audit-me").json()

@@ -21,8 +21,13 @@ from tests.support.server import free_port
 BODY = {"context": {"amount_eur": 12.0, "issuer_country": "DE"}, "actions": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}
 
 
-def start_server(database_url: str, port: int, tmp_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "BANDITGATE_DATABASE_URL": database_url, "BANDITGATE_ARTIFACT_DIR": str(tmp_path / "art")}
+def start_server(database_url: str, port: int, tmp_path: Path, decision_process: bool = True) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "BANDITGATE_DATABASE_URL": database_url,
+        "BANDITGATE_ARTIFACT_DIR": str(tmp_path / "art"),
+        "BANDITGATE_DECISION_PROCESS": str(decision_process).lower(),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "banditgate.service.cli", "serve", "--port", str(port)],
         env=env,
@@ -60,9 +65,11 @@ async def burst(url: str, n: int, acknowledged: list[str], kill_after: int, proc
 
 
 @pytest.mark.slow
-def test_acknowledged_decisions_survive_sigkill(database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("decision_process", [True, False], ids=["decision-process", "in-process"])
+def test_acknowledged_decisions_survive_sigkill(database_url: str, tmp_path: Path, decision_process: bool) -> None:
+    """SIGKILL of the serving process (its decision process, if any, then sees the socket close and exits)."""
     port = free_port()
-    process = start_server(database_url, port, tmp_path)
+    process = start_server(database_url, port, tmp_path, decision_process)
     acknowledged: list[str] = []
     try:
         asyncio.run(burst(f"http://127.0.0.1:{port}", 3000, acknowledged, kill_after=1500, process=process))

@@ -36,7 +36,7 @@ def test_create_and_change_a_policy(server: LiveServer) -> None:
 
 
 def test_a_configuration_change_applies_to_the_next_decision(server: LiveServer) -> None:
-    deploy(server.runtime, "default", train_oracle())
+    deploy(server, "default", train_oracle())
     body = {"context": {"amount_eur": 20.0, "issuer_country": "NL"}, "actions": ACTIONS}
     with server.client() as client:
         before = client.post("/v1/decisions", json=body).json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.service.helpers import settings_in_both_modes  # noqa: F401 - a fixture: both decision modes
 from tests.support.server import LiveServer
 
 BODY = {"decision_id": "tx", "context": {"amount_eur": 10.0}, "actions": [{"id": "a"}, {"id": "b"}]}

@@ -13,15 +13,20 @@ from banditgate.service.runtime import Runtime
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", responses={503: {"description": "database unreachable or no policy loaded"}})
+@router.get(
+    "/healthz",
+    responses={503: {"description": "database unreachable, no policy loaded, or the decision process restarting"}},
+)
 def healthz(runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
-    """200 when the ledger database answers and policies are loaded; 503 otherwise."""
+    """200 when the ledger database answers, policies are loaded and decisions can be made; 503 otherwise."""
     database = runtime.database_ok()
     policies = runtime.cache.names()
-    healthy = database and bool(policies)
+    decisions = runtime.decisions.available()
+    healthy = database and bool(policies) and decisions
     body = {
         "status": "ok" if healthy else "unavailable",
         "database": "ok" if database else "unreachable",
+        "decisions": "ok" if decisions else "unavailable",
         "policies": policies,
         "version": __version__,
     }

@@ -1,0 +1,152 @@
+"""The decision process behind a real server: what it serves, and what happens when it dies or cannot start.
+
+The decisions and rewards API tests run in both modes already (``settings_in_both_modes``); these are the
+behaviours of the process itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from banditgate.ledger.models import Decision
+from banditgate.service.decision_client import ProcessDecisionService
+from banditgate.service.settings import Settings
+from tests.conftest import API_KEY
+from tests.support.server import LiveServer
+
+BODY = {"context": {"amount_eur": 12.0, "issuer_country": "DE"}, "actions": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[LiveServer]:
+    with LiveServer(settings.model_copy(update={"decision_process": True})) as live:
+        yield live
+
+
+def decision_process(server: LiveServer) -> ProcessDecisionService:
+    decisions = server.runtime.decisions
+    assert isinstance(decisions, ProcessDecisionService)
+    return decisions
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_until(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def decisions_counted(client: httpx.Client) -> float:
+    """The serving process's ``banditgate_decisions_total``, over every label."""
+    lines = client.get("/metrics").text.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("banditgate_decisions_total{"))
+
+
+def test_decisions_are_made_and_logged_by_another_process(server: LiveServer) -> None:
+    pid = decision_process(server).pid
+    assert pid is not None and pid != os.getpid()
+    with server.client() as client:
+        counted = decisions_counted(client)
+        body = client.post("/v1/decisions", json={**BODY, "decision_id": "tx-1"}).json()
+        replay = client.post("/v1/decisions", json={**BODY, "decision_id": "tx-1"}).json()
+        # Counted by the serving process, which exports /metrics, from what the decision process reported;
+        # a replay is not a new decision.
+        assert decisions_counted(client) == counted + 1
+    assert replay == body
+    assert server.runtime.decision_log.get_decision("tx-1").action_id == body["action_id"]
+
+
+def test_a_policy_created_through_the_api_is_served_at_once(server: LiveServer) -> None:
+    spec = {"exploration": "softmax", "exploration_params": {"temperature": 0.5}}
+    with server.client(headers={"X-API-Key": API_KEY}) as client:
+        assert client.put("/v1/policies/fraud.routing", json=spec).status_code == 201
+        decision = client.post("/v1/decisions", json={**BODY, "policy": "fraud.routing"})
+    assert decision.status_code == 200 and decision.json()["policy"] == "fraud.routing"
+
+
+def test_a_stated_time_crosses_to_the_decision_process(settings: Settings) -> None:
+    update = {"decision_process": True, "simulated_clock": True}
+    with LiveServer(settings.model_copy(update=update)) as live, live.client() as client:
+        headers = {"X-Banditgate-Time": "2026-03-01T09:15:00.123456+01:00"}
+        body = client.post("/v1/decisions", json=BODY, headers=headers).json()
+    assert body["decided_at"] == "2026-03-01T08:15:00.123Z"
+
+
+def test_a_killed_decision_process_is_restarted_and_nothing_acknowledged_is_lost(server: LiveServer) -> None:
+    service = decision_process(server)
+    first = service.pid
+    with server.client() as client:
+        assert client.post("/v1/decisions", json={**BODY, "decision_id": "before"}).status_code == 200
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: not service.available())
+        refused = client.post("/v1/decisions", json={**BODY, "decision_id": "during"})
+        assert refused.status_code == 503, refused.text
+        assert "nothing was recorded" in refused.json()["message"]
+        assert client.get("/healthz").json()["decisions"] == "unavailable"
+        wait_until(service.available)
+        after = client.post("/v1/decisions", json={**BODY, "decision_id": "after"})
+        assert client.get("/healthz").json()["decisions"] == "ok"
+    assert after.status_code == 200
+    assert service.pid not in (None, first) and service.restarts == 1
+    assert server.runtime.decision_log.get_decision("before") is not None
+
+
+def test_stopping_the_server_stops_its_decision_process(settings: Settings) -> None:
+    with LiveServer(settings.model_copy(update={"decision_process": True})) as live:
+        pid = decision_process(live).pid
+        assert pid is not None and alive(pid)
+    assert not alive(pid)
+
+
+def test_a_decision_process_that_cannot_start_fails_the_start_up_with_its_reason(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    broken = Settings(database_url=f"sqlite:///{blocker}/ledger.db", artifact_dir=tmp_path / "artifacts")
+    with pytest.raises(RuntimeError, match=r"the decision process failed to start: FileExistsError"):
+        asyncio.run(ProcessDecisionService(broken).start())
+
+
+@pytest.mark.slow
+def test_killing_the_decision_process_under_load_loses_no_acknowledged_decision(server: LiveServer) -> None:
+    service = decision_process(server)
+    acknowledged: list[str] = []
+    statuses: list[int] = []
+
+    async def burst(n: int, kill_after: int) -> None:
+        connections = asyncio.Semaphore(32)
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
+
+            async def one(i: int) -> None:
+                async with connections:
+                    response = await client.post("/v1/decisions", json={**BODY, "decision_id": f"burst-{i}"})
+                statuses.append(response.status_code)
+                if response.status_code == 200:
+                    acknowledged.append(f"burst-{i}")
+                    if len(acknowledged) == kill_after:
+                        os.kill(service.pid, signal.SIGKILL)
+
+            await asyncio.gather(*(one(i) for i in range(n)))
+
+    asyncio.run(burst(2000, kill_after=1000))
+    assert set(statuses) <= {200, 503} and statuses.count(503) > 0
+    with server.runtime.sessions() as session:
+        stored = set(session.scalars(select(Decision.decision_id)))
+    assert set(acknowledged) <= stored, f"{len(set(acknowledged) - stored)} acknowledged decisions were lost"
