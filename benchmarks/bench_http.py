@@ -194,7 +194,9 @@ class Run:
     requests_per_s: float
     latency_ms: dict[str, float]
     server_cpu_ms_per_request: float
-    server_cores: float
+    server_cores: float  # the HTTP process and its decision process
+    http_process_cores: float
+    decision_process_cores: float
     client_cores: float
     other_cores: float
     decision_rows_added: int | None = None
@@ -280,11 +282,9 @@ def measure(server: Server, wrk: str, script: Path, seconds: float, connections:
         server_cores=server_cpu / wall,
         client_cores=client_cpu / wall,
         other_cores=other / wall,
-        extra={
-            "wrk_report": data["report"],
-            "http_process_cores": http_cpu / wall,
-            "decision_process_cores": helpers_cpu / wall,
-        },
+        http_process_cores=http_cpu / wall,
+        decision_process_cores=helpers_cpu / wall,
+        extra={"wrk_report": data["report"]},
     )
 
 
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                     r.ok_200,
                     r.non_2xx + sum(r.socket_errors.values()),
                     r.server_cpu_ms_per_request,
-                    f"{r.extra['http_process_cores']:.2f}+{r.extra['decision_process_cores']:.2f}"
+                    f"{r.http_process_cores:.2f}+{r.decision_process_cores:.2f}"
                     f"/{r.client_cores:.2f}/{r.other_cores:.2f}",
                 ]
                 for r in runs
