@@ -42,10 +42,8 @@ class DecisionProcessUnavailable(WriterStopped):
     """The decision process is not running (starting, restarting, or refusing): nothing was recorded."""
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class _NotFound(LookupError):
+    """The decision process answered 404 (a reward for a decision it does not know)."""
 
 
 class _Channel(asyncio.Protocol):
@@ -57,7 +55,6 @@ class _Channel(asyncio.Protocol):
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._sequence = itertools.count(1)
         self._transport: asyncio.Transport | None = None
-        self._outgoing: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
@@ -90,11 +87,6 @@ class _Channel(asyncio.Protocol):
         self._pending[seq] = future
         self._transport.write(frame([seq, operation, *arguments]))
         return future
-
-    def _flush(self) -> None:
-        outgoing, self._outgoing = self._outgoing, []
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(b"".join(outgoing))
 
     def close(self) -> None:
         if self._transport is not None:
@@ -155,14 +147,16 @@ class ProcessDecisionService(DecisionService):
     ) -> RewardResult:
         try:
             reply = await self._call("reward", decision_id, kind, value, observed_at, received_at)
-        except _Refused as exc:
-            if exc.status == 404:
-                raise UnknownDecision(decision_id) from None
-            raise DecisionProcessUnavailable(str(exc)) from None
+        except _NotFound:
+            raise UnknownDecision(decision_id) from None
         return reward_from_wire(reply)
 
     async def refresh_policies(self) -> None:
-        await self._call("refresh")
+        try:
+            await self._call("refresh")
+        except DecisionProcessUnavailable as exc:
+            # The change is in the registry already; a decision process (re)starting loads it anyway.
+            log.warning("decision process not refreshed (%s); it loads the current policies when it starts", exc)
 
     async def _call(self, operation: str, *arguments: Any) -> Any:
         channel = self._channel
@@ -173,7 +167,7 @@ class ProcessDecisionService(DecisionService):
             return reply[2]
         status, message = reply[2], reply[3]
         if status == 404:
-            raise _Refused(status, message)
+            raise _NotFound(message)
         raise DecisionProcessUnavailable(f"the decision process could not serve the request: {message}")
 
     async def _spawn(self) -> tuple[_Channel, subprocess.Popen[bytes]]:

@@ -108,6 +108,18 @@ def test_a_killed_decision_process_is_restarted_and_nothing_acknowledged_is_lost
     assert server.runtime.decision_log.get_decision("before") is not None
 
 
+def test_a_policy_change_while_the_decision_process_restarts_succeeds_and_is_served(server: LiveServer) -> None:
+    service = decision_process(server)
+    os.kill(service.pid, signal.SIGKILL)
+    wait_until(lambda: not service.available())
+    with server.client(headers={"X-API-Key": API_KEY}) as client:
+        created = client.put("/v1/policies/retry", json={"exploration": "epsilon_greedy"})
+        assert created.status_code == 201, created.text
+        wait_until(service.available)
+        decision = client.post("/v1/decisions", json={**BODY, "policy": "retry"})
+    assert decision.status_code == 200 and decision.json()["policy"] == "retry"
+
+
 def test_stopping_the_server_stops_its_decision_process(settings: Settings) -> None:
     with LiveServer(settings.model_copy(update={"decision_process": True})) as live:
         pid = decision_process(live).pid
