@@ -21,6 +21,7 @@ from typing import Any, cast
 from banditgate.ledger.decision_log import UnknownDecision
 from banditgate.ledger.records import RewardResult
 from banditgate.ledger.writer import WriterStopped
+from banditgate.service import metrics
 from banditgate.service.decision_service import DecisionAsked, DecisionOutcome, DecisionService
 from banditgate.service.decision_wire import (
     FrameReader,
@@ -212,6 +213,7 @@ class ProcessDecisionService(DecisionService):
                     log.error("decision process failed to restart (%s); trying again", exc)
                     continue
                 self.restarts += 1
+                metrics.DECISION_PROCESS_RESTARTS.inc()
                 break
 
 

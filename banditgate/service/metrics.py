@@ -38,6 +38,9 @@ DECISIONS = Counter(
 DECISION_FALLBACKS = Counter(
     "banditgate_decision_fallbacks_total", "Decisions that fell back to uniform because the oracle failed", ["policy"]
 )
+DECISION_PROCESS_RESTARTS = Counter(
+    "banditgate_decision_process_restarts_total", "Decision processes restarted after they died unexpectedly"
+)
 REWARDS = Counter("banditgate_rewards_total", "Rewards received, by kind and outcome", ["kind", "status"])
 
 _action_labels: dict[str, set[str]] = {}

@@ -89,10 +89,18 @@ def test_a_stated_time_crosses_to_the_decision_process(settings: Settings) -> No
     assert body["decided_at"] == "2026-03-01T08:15:00.123Z"
 
 
+def restarts_counted(client: httpx.Client) -> float:
+    lines = client.get("/metrics").text.splitlines()
+    return next(
+        float(line.split()[1]) for line in lines if line.startswith("banditgate_decision_process_restarts_total")
+    )
+
+
 def test_a_killed_decision_process_is_restarted_and_nothing_acknowledged_is_lost(server: LiveServer) -> None:
     service = decision_process(server)
     first = service.pid
     with server.client() as client:
+        restarts = restarts_counted(client)
         assert client.post("/v1/decisions", json={**BODY, "decision_id": "before"}).status_code == 200
         os.kill(first, signal.SIGKILL)
         wait_until(lambda: not service.available())
@@ -103,6 +111,7 @@ def test_a_killed_decision_process_is_restarted_and_nothing_acknowledged_is_lost
         wait_until(service.available)
         after = client.post("/v1/decisions", json={**BODY, "decision_id": "after"})
         assert client.get("/healthz").json()["decisions"] == "ok"
+        assert restarts_counted(client) == restarts + 1
     assert after.status_code == 200
     assert service.pid not in (None, first) and service.restarts == 1
     assert server.runtime.decision_log.get_decision("before") is not None
