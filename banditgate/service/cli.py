@@ -86,16 +86,20 @@ def serve(
     """Run the decision service (embedded SQLite by default: BANDITGATE_DATABASE_URL changes it)."""
     import uvicorn
 
+    from banditgate.service.runtime import prepare_ledger
+
     _use_config(config)
     settings = _load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if workers > 1 and settings.database_url.startswith("sqlite"):
         typer.secho(
-            "note: several workers share one SQLite file; each has its own writer and they take turns on the lock",
+            "note: several workers share one SQLite file; each has its own decision process and writer, and they "
+            "take turns on the lock",
             fg="yellow",
             err=True,
         )
+    prepare_ledger(settings)  # once, before the workers start: they would race to create a new database
     uvicorn.run(
         "banditgate.service.app:create_app",
         factory=True,

@@ -25,6 +25,23 @@ from banditgate.service.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def prepare_ledger(settings: Settings) -> None:
+    """Migrate the schema and create the configured policies, as every serving process does at start-up.
+
+    ``banditgate serve`` does it once before its workers start, so that they do not race each other to
+    create the schema of a new database.
+    """
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine).begin() as session:
+            for name, policy in settings.policies.items():
+                if ensure_policy(session, name, policy.spec(), actor="settings"):
+                    log.info("created policy %s (generation 0, uniform)", name)
+    finally:
+        engine.dispose()
+
+
 @dataclass
 class Runtime:
     settings: Settings

@@ -79,15 +79,27 @@ class PolicySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     exploration: str = "squarecb"
-    exploration_params: dict[str, Any] = Field(default_factory=lambda: {"gamma": 100.0})
+    exploration_params: dict[str, Any] | None = Field(
+        default=None, description="the rule's parameters (default: gamma 100 for squarecb, the rule's defaults else)"
+    )
     floor: float = Field(default=0.01, ge=0.0, le=1.0)
     oracle: str = "lightgbm"
     oracle_params: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
     gate: GateSettings | None = Field(default=None, description="this policy's gate (default: the global one)")
 
+    @model_validator(mode="after")
+    def _valid_spec(self) -> PolicySettings:
+        self.spec()  # a bad rule or oracle fails when the settings load, not when the policy is created
+        return self
+
+    def rule_params(self) -> dict[str, Any]:
+        if self.exploration_params is not None:
+            return self.exploration_params
+        return {"gamma": 100.0} if self.exploration == "squarecb" else {}
+
     def spec(self) -> PolicySpec:
-        return PolicySpec(**self.model_dump(exclude={"gate"}))
+        return PolicySpec(**{**self.model_dump(exclude={"gate"}), "exploration_params": self.rule_params()})
 
 
 class Settings(BaseSettings):

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from banditgate.service.cli import app
 from tests.conftest import API_KEY
-from tests.support.server import LiveServer
+from tests.support.server import LiveServer, free_port
 
 runner = CliRunner()
 DECISION = {"decision_id": "cli-1", "context": {"amount_eur": 5.0}, "actions": [{"id": "a"}, {"id": "b"}]}
@@ -91,3 +94,34 @@ def test_blind_period_is_a_banditgate_command() -> None:
     result = runner.invoke(app, [*args, "--r0", "0.1333", "--json"])
     assert result.exit_code == 0, result.output
     assert round(json.loads(result.stdout)["days"][60]["S"], 3) == 0.418
+
+
+def test_serve_with_two_workers_on_a_new_database(tmp_path: Path) -> None:
+    """Both workers (each with its decision process) serve; neither races the other to create the schema."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BANDITGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}",
+        "BANDITGATE_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+    }
+    command = [sys.executable, "-m", "banditgate.service.cli", "serve", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 90
+            while True:
+                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "the server did not become healthy"
+                time.sleep(0.2)
+            answers = [client.post("/v1/decisions", json={**DECISION, "decision_id": f"w-{i}"}) for i in range(40)]
+        assert [a.status_code for a in answers] == [200] * 40
+    finally:
+        server.terminate()
+        stderr = server.communicate(timeout=60)[1].decode()
+    assert server.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr

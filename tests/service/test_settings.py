@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from banditgate.service.settings import Settings
+from banditgate.service.settings import PolicySettings, Settings
 
 
 def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,3 +44,12 @@ def test_bad_settings_are_refused(field: str, value: object, monkeypatch: pytest
     monkeypatch.delenv("BANDITGATE_CONFIG", raising=False)
     with pytest.raises(ValidationError, match=field.split("_")[0]):
         Settings(**{field: value})
+
+
+def test_a_policy_rule_gets_its_own_defaults_and_bad_parameters_fail_at_load() -> None:
+    assert PolicySettings().spec().exploration_params == {"gamma": 100.0}
+    assert PolicySettings(exploration="epsilon_greedy").spec().exploration_params == {}
+    with pytest.raises(ValidationError, match="bad parameters for exploration rule 'softmax'"):
+        Settings(policies={"retry": {"exploration": "softmax", "exploration_params": {"gamma": 5}}})
+    with pytest.raises(ValidationError, match="unknown exploration rule 'thompson'"):
+        Settings(policies={"retry": {"exploration": "thompson"}})
