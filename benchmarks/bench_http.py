@@ -126,6 +126,7 @@ class Server:
     log_path: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    helpers: list[int] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -150,6 +151,7 @@ class Server:
                 if response is not None:
                     if response.status_code != 200:
                         raise RuntimeError(f"{self.name} answered {response.status_code}: {response.text[:500]}")
+                    self.helpers = child_pids(self.process.pid)
                     return response.json()
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{self.name} did not answer within {timeout:.0f} s:\n{self.log_tail()}")
@@ -167,10 +169,17 @@ class Server:
             self.process.wait()
 
     def cpu_seconds(self) -> tuple[float, float]:
-        """CPU seconds of the server process and of its descendants (banditgate's decision process)."""
+        """CPU seconds of the server process and of the descendants it had once started (its decision process).
+
+        The descendants are those found when the server first answered: a process restarted since would be
+        missed, and one that exited would make the sum go down, so a run where that happens says so.
+        """
         if self.process is None:
             return 0.0, 0.0
-        return process_cpu_seconds(self.process.pid), sum(map(process_cpu_seconds, child_pids(self.process.pid)))
+        helpers = [process_cpu_seconds(pid) for pid in self.helpers if Path(f"/proc/{pid}").exists()]
+        if len(helpers) != len(self.helpers):
+            print(f"warning: a process of {self.name} exited during the run; its CPU time is not counted")
+        return process_cpu_seconds(self.process.pid), sum(helpers)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -397,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             first = {name: server.start(body) for name, server in servers.items()}
             code_after_start = code_state()
             all_ok_200 += 1
+            if not servers["banditgate"].helpers:
+                print("warning: banditgate's decision process was not found under /proc: its CPU is not counted")
             answer = first["banditgate"]
             if answer["generation"] != ledger.generation or answer["exploration"] != "squarecb":
                 raise SystemExit(f"banditgate does not serve the trained generation: {answer}")

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from banditgate import __version__
 from banditgate.ledger.writer import WriterStopped
+from banditgate.service.decision_client import OutcomeUnknown
 from banditgate.service.metrics import RequestMetricsMiddleware
 from banditgate.service.routes import decisions, generations, health, policies, rewards
 from banditgate.service.runtime import Runtime
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(SQLAlchemyError, _ledger_unavailable)
     app.add_exception_handler(WriterStopped, _ledger_unavailable)
+    app.add_exception_handler(OutcomeUnknown, _outcome_unknown)
     for module in (decisions, rewards, policies, generations, health):
         app.include_router(module.router)
     return app
@@ -86,3 +88,8 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
 async def _ledger_unavailable(request: Request, exc: Exception) -> Response:
     log.error("ledger unavailable on %s %s: %s", request.method, request.url.path, exc)
     return _error(503, "the decision log is unavailable; nothing was recorded, retry later")
+
+
+async def _outcome_unknown(request: Request, exc: Exception) -> Response:
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return _error(503, str(exc))

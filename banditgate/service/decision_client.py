@@ -9,19 +9,22 @@ after the decision process committed the decision, so an answer still means a du
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import socket
 import subprocess
 import sys
+import time
 from datetime import datetime
 from typing import Any, cast
+
+import orjson
 
 from banditgate.ledger.decision_log import UnknownDecision
 from banditgate.ledger.records import RewardResult
 from banditgate.ledger.writer import WriterStopped
 from banditgate.service import metrics
+from banditgate.service.decision_ids import DecisionIds
 from banditgate.service.decision_service import DecisionAsked, DecisionOutcome, DecisionService
 from banditgate.service.decision_wire import (
     FrameReader,
@@ -34,13 +37,24 @@ from banditgate.service.decision_wire import (
 from banditgate.service.settings import Settings
 
 log = logging.getLogger(__name__)
+_IDS = DecisionIds()
 
-#: Waits between restarts of a decision process that keeps dying, in seconds.
+#: Waits before restarting a decision process that died, in seconds: the next one each time it dies again
+#: within :data:`STABLE_SECONDS` of its start, the first again once one ran that long.
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+STABLE_SECONDS = 60.0
 
 
 class DecisionProcessUnavailable(WriterStopped):
     """The decision process is not running (starting, restarting, or refusing): nothing was recorded."""
+
+
+class OutcomeUnknown(WriterStopped):
+    """The decision process died after the request was sent: it may have been recorded, or not.
+
+    Sending the same request again (with the same ``decision_id``) is safe: a recorded decision is replayed,
+    a recorded reward is a duplicate.
+    """
 
 
 class _NotFound(LookupError):
@@ -63,7 +77,7 @@ class _Channel(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(DecisionProcessUnavailable("the decision process stopped; nothing was recorded"))
+                future.set_exception(OutcomeUnknown("the decision process stopped before it answered"))
         self._pending.clear()
         if not self.closed.done():
             self.closed.set_result(None)
@@ -71,7 +85,7 @@ class _Channel(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             messages = self._frames.feed(data)
-        except WireError as exc:
+        except (WireError, orjson.JSONDecodeError) as exc:
             log.error("unreadable reply from the decision process (%s); closing", exc)
             self.close()
             return
@@ -84,9 +98,10 @@ class _Channel(asyncio.Protocol):
         if self.closed.done() or self._transport is None:
             raise DecisionProcessUnavailable("the decision process is not running; nothing was recorded")
         seq = next(self._sequence)
+        message = frame([seq, operation, *arguments])
         future = asyncio.get_running_loop().create_future()
         self._pending[seq] = future
-        self._transport.write(frame([seq, operation, *arguments]))
+        self._transport.write(message)
         return future
 
     def close(self) -> None:
@@ -131,17 +146,29 @@ class ProcessDecisionService(DecisionService):
         self._stopping = True
         if self._supervisor is not None:
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._supervisor
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("the decision process supervisor had failed")
         if self._channel is not None:
             self._channel.close()
         if self._process is not None:
             await asyncio.to_thread(_wait_or_kill, self._process, 60.0)
 
     async def decide(self, asked: DecisionAsked) -> DecisionOutcome:
+        # The id is chosen here, so that a client can retry a decision whose outcome is unknown.
+        decision_id = asked.decision_id or _IDS.next()
         now = None if asked.now is None else to_epoch_ms(asked.now)
-        arguments = (asked.decision_id, asked.policy, now, asked.context, asked.actions)
-        return outcome_from_wire(await self._call("decide", *arguments))
+        try:
+            reply = await self._call("decide", decision_id, asked.policy, now, asked.context, asked.actions)
+        except OutcomeUnknown as exc:
+            raise OutcomeUnknown(
+                f"{exc}: decision {decision_id!r} may have been logged or not; send the request again with "
+                f"decision_id {decision_id!r} to get its answer"
+            ) from None
+        return outcome_from_wire(reply)
 
     async def log_reward(
         self, decision_id: str, kind: str, value: float, observed_at: datetime, received_at: datetime
@@ -150,6 +177,10 @@ class ProcessDecisionService(DecisionService):
             reply = await self._call("reward", decision_id, kind, value, observed_at, received_at)
         except _NotFound:
             raise UnknownDecision(decision_id) from None
+        except OutcomeUnknown as exc:
+            raise OutcomeUnknown(
+                f"{exc}: the reward may have been recorded or not; post it again (once recorded, it is a duplicate)"
+            ) from None
         return reward_from_wire(reply)
 
     async def refresh_policies(self) -> None:
@@ -174,39 +205,45 @@ class ProcessDecisionService(DecisionService):
     async def _spawn(self) -> tuple[_Channel, subprocess.Popen[bytes]]:
         ours, theirs = socket.socketpair()
         with theirs:
+            # A process group of its own: a terminal's Ctrl-C reaches only the serving process, which stops this
+            # one in order (SIGINT could otherwise cut a start-up short, before it ignores the signal).
             process = subprocess.Popen(
                 [sys.executable, "-m", "banditgate.service.decision_process", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
+                process_group=0,
             )
         channel = _Channel()
-        await asyncio.get_running_loop().connect_accepted_socket(lambda: channel, ours)
-        settings = self.settings.model_dump(mode="json", exclude={"api_key"})
         try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: channel, ours)
+            settings = self.settings.model_dump(mode="json", exclude={"api_key"})
             reply = await asyncio.wait_for(channel.request("start", settings), self.start_timeout)
-        except DecisionProcessUnavailable:
+            if reply[1] != "ok":
+                raise RuntimeError(f"the decision process failed to start: {reply[3]}")
+        except OutcomeUnknown:
             code = await asyncio.to_thread(_wait_or_kill, process, 5.0)
             raise RuntimeError(f"the decision process exited while starting (code {code}); see its log") from None
         except BaseException:
             channel.close()
             await asyncio.to_thread(_wait_or_kill, process, 5.0)
             raise
-        if reply[1] != "ok":
-            channel.close()
-            await asyncio.to_thread(_wait_or_kill, process, 5.0)
-            raise RuntimeError(f"the decision process failed to start: {reply[3]}")
         log.info("decision process %d ready", process.pid)
         return channel, process
 
     async def _supervise(self) -> None:
+        attempt = 0
         while not self._stopping:
             assert self._channel is not None and self._process is not None
+            started = time.monotonic()
             await self._channel.closed
             code = await asyncio.to_thread(_wait_or_kill, self._process, 10.0)
             if self._stopping:
                 return
+            if time.monotonic() - started >= STABLE_SECONDS:
+                attempt = 0
             log.error("decision process exited (code %s); restarting it", code)
-            for delay in itertools.chain(RESTART_DELAYS, itertools.repeat(RESTART_DELAYS[-1])):
-                await asyncio.sleep(delay)
+            while True:
+                await asyncio.sleep(RESTART_DELAYS[min(attempt, len(RESTART_DELAYS) - 1)])
+                attempt += 1
                 try:
                     self._channel, self._process = await self._spawn()
                 except Exception as exc:

@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS
 from banditgate.ledger.registry import PolicySpec
@@ -116,7 +118,7 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
     writer_max_batch: int = Field(default=512, ge=1, le=100_000)
     policy_refresh_seconds: float = Field(default=2.0, gt=0.0, le=3600.0)
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=16 * 1024 * 1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     gate: GateSettings = Field(default_factory=GateSettings, description="the sufficiency gate of every policy")
     decision_process: bool = Field(
@@ -143,6 +145,22 @@ class Settings(BaseSettings):
             if not re.match(POLICY_NAME_PATTERN, name):
                 raise ValueError(f"invalid policy name {name!r}: letters, digits, '_', '.', '-', at most 64")
         return value
+
+    @model_validator(mode="after")
+    def _shareable_database(self) -> Settings:
+        try:
+            url = make_url(self.database_url)
+        except ArgumentError as exc:
+            raise ValueError(f"database_url: not a database URL ({exc})") from None
+        in_memory = url.get_backend_name() == "sqlite" and (
+            url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+        )
+        if in_memory and self.decision_process:
+            raise ValueError(
+                "an in-memory SQLite database cannot be shared with the decision process: use a file, or set "
+                "decision_process=false (BANDITGATE_DECISION_PROCESS=false)"
+            )
+        return self
 
     def gate_for(self, policy: str) -> GateSettings:
         """The gate settings of ``policy``: its own if configured, else the global ones."""

@@ -45,6 +45,10 @@ def start_server(database_url: str, port: int, tmp_path: Path, decision_process:
     raise RuntimeError(f"server did not start: {process.stderr.read().decode() if process.stderr else ''}")
 
 
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 async def burst(url: str, n: int, acknowledged: list[str], kill_after: int, process: subprocess.Popen) -> None:
     """Send ``n`` decisions over 32 connections; SIGKILL the server once ``kill_after`` are acknowledged."""
     connections = asyncio.Semaphore(32)
@@ -70,6 +74,8 @@ def test_acknowledged_decisions_survive_sigkill(database_url: str, tmp_path: Pat
     """SIGKILL of the serving process (its decision process, if any, then sees the socket close and exits)."""
     port = free_port()
     process = start_server(database_url, port, tmp_path, decision_process)
+    helpers = children(process.pid)
+    assert len(helpers) == (1 if decision_process else 0)
     acknowledged: list[str] = []
     try:
         asyncio.run(burst(f"http://127.0.0.1:{port}", 3000, acknowledged, kill_after=1500, process=process))
@@ -78,6 +84,10 @@ def test_acknowledged_decisions_survive_sigkill(database_url: str, tmp_path: Pat
         process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
     assert len(acknowledged) >= 1500
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in helpers):  # the orphaned decision process exits
+        assert time.monotonic() < deadline, "the decision process outlived its serving process"
+        time.sleep(0.1)
 
     restarted = start_server(database_url, port, tmp_path)  # recovery (WAL replay) happens on restart
     try:
