@@ -81,7 +81,12 @@ class _DecisionServer(asyncio.Protocol):
             if handler is None:
                 self._reply([seq, "error", 400, f"unknown operation {operation!r}"])
                 continue
-            task = asyncio.get_running_loop().create_task(self._answer(seq, handler(*arguments)))
+            try:
+                work = handler(*arguments)
+            except TypeError as exc:  # a serving process of another version than this one
+                self._reply([seq, "error", 400, f"{operation}: {exc}"])
+                continue
+            task = asyncio.get_running_loop().create_task(self._answer(seq, work))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

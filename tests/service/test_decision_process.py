@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,7 @@ from sqlalchemy import select
 
 from banditgate.ledger.models import Decision
 from banditgate.service.decision_client import ProcessDecisionService
+from banditgate.service.decision_wire import FrameReader, frame
 from banditgate.service.settings import Settings
 from tests.conftest import API_KEY
 from tests.service.helpers import deploy, train_oracle
@@ -207,3 +211,40 @@ def test_killing_the_decision_process_under_load_loses_no_acknowledged_decision(
     with server.client() as client:
         retried = [client.post("/v1/decisions", json={**BODY, "decision_id": i}) for i in unknown]
     assert [r.status_code for r in retried] == [200] * len(unknown)
+
+
+def test_the_decision_process_answers_malformed_requests_and_closes_on_garbage(tmp_path: Path) -> None:
+    """The protocol seen from a serving process: a real decision process on a real socket pair."""
+    ours, theirs = socket.socketpair()
+    with theirs:
+        command = [sys.executable, "-m", "banditgate.service.decision_process", str(theirs.fileno())]
+        child = subprocess.Popen(command, pass_fds=(theirs.fileno(),), stderr=subprocess.PIPE)
+    reader = FrameReader()
+
+    def ask(*messages: list) -> list:
+        ours.sendall(b"".join(frame(message) for message in messages))
+        replies: list = []
+        while len(replies) < len(messages):
+            data = ours.recv(65536)
+            assert data, "the decision process closed the socket"
+            replies += reader.feed(data)
+        return sorted(replies)
+
+    try:
+        ours.settimeout(60)
+        settings = Settings(database_url=f"sqlite:///{tmp_path / 'ledger.db'}", artifact_dir=tmp_path / "art")
+        assert ask([1, "start", settings.model_dump(mode="json", exclude={"api_key"})])[0][1] == "ok"
+        decide = [3, "decide", "tx-1", None, None, {"amount_eur": 1.0}, [{"id": "a", "features": {}}]]
+        replies = ask([1, "decide"], [2, "teleport"], decide)
+        assert replies[0][:3] == [1, "error", 400] and "decide" in replies[0][3]
+        assert replies[1] == [2, "error", 400, "unknown operation 'teleport'"]
+        assert replies[2][:2] == [3, "ok"] and replies[2][2][0] == 200
+        ours.sendall(b"\x00\x00\x00\x02{[")  # not JSON: it stops reading and exits
+        assert ours.recv(1) == b""
+        assert child.wait(timeout=30) == 0
+        assert b"unreadable message from the serving process" in child.stderr.read()
+    finally:
+        ours.close()
+        if child.poll() is None:
+            child.kill()
+        child.wait()
