@@ -67,7 +67,7 @@ class _Channel(asyncio.Protocol):
     def __init__(self) -> None:
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._frames = FrameReader()
-        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Any], float]] = {}  # by sequence: (reply, sent at)
         self._sequence = itertools.count(1)
         self._transport: asyncio.Transport | None = None
 
@@ -75,7 +75,7 @@ class _Channel(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for future in self._pending.values():
+        for future, _ in self._pending.values():
             if not future.done():
                 future.set_exception(OutcomeUnknown("the decision process stopped before it answered"))
         self._pending.clear()
@@ -90,7 +90,7 @@ class _Channel(asyncio.Protocol):
             self.close()
             return
         for message in messages:
-            future = self._pending.pop(message[0], None)
+            future, _ = self._pending.pop(message[0], (None, 0.0))
             if future is not None and not future.done():
                 future.set_result(message)
 
@@ -99,10 +99,16 @@ class _Channel(asyncio.Protocol):
             raise DecisionProcessUnavailable("the decision process is not running; nothing was recorded")
         seq = next(self._sequence)
         message = frame([seq, operation, *arguments])
-        future = asyncio.get_running_loop().create_future()
-        self._pending[seq] = future
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending[seq] = (future, loop.time())
         self._transport.write(message)
         return future
+
+    def oldest_wait(self) -> float:
+        """Seconds the oldest unanswered request has waited (0 if none is waiting)."""
+        oldest = next(iter(self._pending.values()), None)
+        return 0.0 if oldest is None else asyncio.get_running_loop().time() - oldest[1]
 
     def close(self) -> None:
         if self._transport is not None:
@@ -119,11 +125,16 @@ class ProcessDecisionService(DecisionService):
     start_timeout
         Seconds the decision process may take to start (import, load the deployed models) before start-up
         fails.
+
+    A decision process that leaves a request unanswered for ``settings.decision_timeout_seconds`` (stuck on a
+    database that does not answer, say) is killed and restarted: its requests get a 503 rather than waiting
+    forever.
     """
 
     def __init__(self, settings: Settings, start_timeout: float = 120.0) -> None:
         self.settings = settings
         self.start_timeout = start_timeout
+        self.timeout = settings.decision_timeout_seconds
         self.restarts = 0
         self._channel: _Channel | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -234,7 +245,7 @@ class ProcessDecisionService(DecisionService):
         while not self._stopping:
             assert self._channel is not None and self._process is not None
             started = time.monotonic()
-            await self._channel.closed
+            await self._watch(self._channel, self._process)
             code = await asyncio.to_thread(_wait_or_kill, self._process, 10.0)
             if self._stopping:
                 return
@@ -252,6 +263,16 @@ class ProcessDecisionService(DecisionService):
                 self.restarts += 1
                 metrics.DECISION_PROCESS_RESTARTS.inc()
                 break
+
+    async def _watch(self, channel: _Channel, process: subprocess.Popen[bytes]) -> None:
+        """Return when ``channel`` closes; kill ``process`` if it leaves a request unanswered too long."""
+        while not channel.closed.done():
+            await asyncio.wait([channel.closed], timeout=min(1.0, self.timeout / 4))
+            waited = channel.oldest_wait()
+            if waited > self.timeout and process.poll() is None:
+                log.error("decision process %d left a request unanswered for %.1f s; killing it", process.pid, waited)
+                process.kill()
+                await channel.closed
 
 
 def _wait_or_kill(process: subprocess.Popen[bytes], timeout: float) -> int:

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         description="decide and log in a companion process, so that a serving process only parses and answers "
         "HTTP and the decisions run on another core (false: everything in the serving process)",
     )
+    decision_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="a decision process that leaves a request unanswered this long is killed and restarted",
+    )
     gc_threshold: int = Field(
         default=50_000,
         ge=0,

@@ -122,6 +122,22 @@ def test_a_killed_decision_process_is_restarted_and_nothing_acknowledged_is_lost
     assert server.runtime.decision_log.get_decision("before") is not None
 
 
+def test_a_stuck_decision_process_is_killed_and_restarted(settings: Settings) -> None:
+    update = {"decision_process": True, "decision_timeout_seconds": 2.0}
+    with LiveServer(settings.model_copy(update=update)) as live, live.client() as client:
+        service = decision_process(live)
+        stuck = service.pid
+        os.kill(stuck, signal.SIGSTOP)  # alive, but answers nothing
+        started = time.monotonic()
+        refused = client.post("/v1/decisions", json={**BODY, "decision_id": "while-stuck"})
+        assert refused.status_code == 503 and "may have been logged or not" in refused.json()["message"]
+        assert 2.0 <= time.monotonic() - started < 15.0
+        wait_until(service.available)
+        assert not alive(stuck) and service.pid != stuck
+        again = client.post("/v1/decisions", json={**BODY, "decision_id": "while-stuck"})
+    assert again.status_code == 200
+
+
 def test_a_policy_change_while_the_decision_process_restarts_succeeds_and_is_served(server: LiveServer) -> None:
     service = decision_process(server)
     os.kill(service.pid, signal.SIGKILL)
