@@ -2,7 +2,7 @@
 
 With two cores, one Python process cannot both parse HTTP and decide at the rate the first alone allows
 (the GIL serialises them): forwarding the validated request to a process of its own costs the serving
-process a few microseconds, against the ~0.3 ms the decision and its logging take. Every reply comes
+process a few microseconds, against the ~0.2 ms of CPU the decision and its logging take. Every reply comes
 after the decision process committed the decision, so an answer still means a durable decision.
 """
 
