@@ -16,9 +16,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from typing import Any, cast
-
-import orjson
+from typing import Any
 
 from banditgate.ledger.decision_log import UnknownDecision
 from banditgate.ledger.records import RewardResult
@@ -27,8 +25,7 @@ from banditgate.service import metrics
 from banditgate.service.decision_ids import DecisionIds
 from banditgate.service.decision_service import DecisionAsked, DecisionOutcome, DecisionService
 from banditgate.service.decision_wire import (
-    FrameReader,
-    WireError,
+    FrameProtocol,
     frame,
     outcome_from_wire,
     reward_from_wire,
@@ -61,38 +58,27 @@ class _NotFound(LookupError):
     """The decision process answered 404 (a reward for a decision it does not know)."""
 
 
-class _Channel(asyncio.Protocol):
+class _Channel(FrameProtocol):
     """Requests out, replies matched to their requests by sequence number."""
 
+    peer = "the decision process"
+
     def __init__(self) -> None:
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._frames = FrameReader()
+        super().__init__()
         self._pending: dict[int, tuple[asyncio.Future[Any], float]] = {}  # by sequence: (reply, sent at)
         self._sequence = itertools.count(1)
-        self._transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
     def connection_lost(self, exc: Exception | None) -> None:
         for future, _ in self._pending.values():
             if not future.done():
                 future.set_exception(OutcomeUnknown("the decision process stopped before it answered"))
         self._pending.clear()
-        if not self.closed.done():
-            self.closed.set_result(None)
+        super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        try:
-            messages = self._frames.feed(data)
-        except (WireError, orjson.JSONDecodeError) as exc:
-            log.error("unreadable reply from the decision process (%s); closing", exc)
-            self.close()
-            return
-        for message in messages:
-            future, _ = self._pending.pop(message[0], (None, 0.0))
-            if future is not None and not future.done():
-                future.set_result(message)
+    def message_received(self, message: Any) -> None:
+        future, _ = self._pending.pop(message[0], (None, 0.0))
+        if future is not None and not future.done():
+            future.set_result(message)
 
     def request(self, operation: str, *arguments: Any) -> asyncio.Future[Any]:
         if self.closed.done() or self._transport is None:
@@ -102,17 +88,13 @@ class _Channel(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending[seq] = (future, loop.time())
-        self._transport.write(message)
+        self.write(message)
         return future
 
     def oldest_wait(self) -> float:
         """Seconds the oldest unanswered request has waited (0 if none is waiting)."""
         oldest = next(iter(self._pending.values()), None)
         return 0.0 if oldest is None else asyncio.get_running_loop().time() - oldest[1]
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
 
 
 class ProcessDecisionService(DecisionService):

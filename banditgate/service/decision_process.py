@@ -24,16 +24,14 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-import orjson
 import uvloop
 
 from banditgate.ledger.decision_log import UnknownDecision
 from banditgate.service.decision_service import DecisionAsked
 from banditgate.service.decision_wire import (
-    FrameReader,
-    WireError,
+    FrameProtocol,
     frame,
     from_epoch_ms,
     outcome_to_wire,
@@ -45,12 +43,12 @@ from banditgate.service.settings import Settings
 log = logging.getLogger("banditgate.decision_process")
 
 
-class _DecisionServer(asyncio.Protocol):
+class _DecisionServer(FrameProtocol):
+    peer = "the serving process"
+
     def __init__(self) -> None:
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        super().__init__()
         self.runtime: Runtime | None = None
-        self._frames = FrameReader()
-        self._transport: asyncio.Transport | None = None
         self._replies: list[bytes] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._operations: dict[str, Callable[..., Awaitable[Any]]] = {
@@ -60,35 +58,20 @@ class _DecisionServer(asyncio.Protocol):
             "refresh": self._refresh,
         }
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            messages = self._frames.feed(data)
-        except (WireError, orjson.JSONDecodeError) as exc:
-            log.error("unreadable message from the serving process (%s); closing", exc)
-            if self._transport is not None:
-                self._transport.close()
+    def message_received(self, message: Any) -> None:
+        seq, operation, *arguments = message
+        handler = self._operations.get(operation)
+        if handler is None:
+            self._reply([seq, "error", 400, f"unknown operation {operation!r}"])
             return
-        for message in messages:
-            seq, operation, *arguments = message
-            handler = self._operations.get(operation)
-            if handler is None:
-                self._reply([seq, "error", 400, f"unknown operation {operation!r}"])
-                continue
-            try:
-                work = handler(*arguments)
-            except TypeError as exc:  # a serving process of another version than this one
-                self._reply([seq, "error", 400, f"{operation}: {exc}"])
-                continue
-            task = asyncio.get_running_loop().create_task(self._answer(seq, work))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        try:
+            work = handler(*arguments)
+        except TypeError as exc:  # a serving process of another version than this one
+            self._reply([seq, "error", 400, f"{operation}: {exc}"])
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(seq, work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def drain(self) -> None:
         """Wait for the requests already accepted (their commits complete even if no one reads the reply)."""
@@ -114,8 +97,7 @@ class _DecisionServer(asyncio.Protocol):
 
     def _flush(self) -> None:
         replies, self._replies = self._replies, []
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(b"".join(replies))
+        self.write(b"".join(replies))
 
     def _runtime(self) -> Runtime:
         if self.runtime is None:

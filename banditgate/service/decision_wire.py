@@ -13,15 +13,18 @@ where ``status`` is the HTTP status the serving process answers with.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import struct
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from banditgate.ledger.records import RewardRecord, RewardResult, RewardStatus
 from banditgate.service.decision_service import DecisionOutcome, NewDecision
 
+log = logging.getLogger(__name__)
 _LENGTH = struct.Struct("!I")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The largest frame either side accepts; a request body is capped far below (``max_body_bytes``).
@@ -61,6 +64,49 @@ class FrameReader:
             start = end
         del buffer[:start]
         return messages
+
+
+class FrameProtocol(asyncio.Protocol):
+    """One end of the wire: frames in, each message to :meth:`message_received`; garbage closes the socket.
+
+    ``closed`` resolves when the connection is gone, whichever side closed it.
+    """
+
+    #: Who is at the other end, for the log.
+    peer = "the other process"
+
+    def __init__(self) -> None:
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._frames = FrameReader()
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self._frames.feed(data)
+        except (WireError, orjson.JSONDecodeError) as exc:
+            log.error("unreadable message from %s (%s); closing", self.peer, exc)
+            self.close()
+            return
+        for message in messages:
+            self.message_received(message)
+
+    def message_received(self, message: Any) -> None:
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
 
 def to_epoch_ms(value: datetime) -> int:
