@@ -142,7 +142,9 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
         message = printable(str(error.get("msg", "invalid value")).removeprefix("Value error, "))
         if error.get("type") == "model_attributes_type" and not loc:
             message = "the body must be a JSON object, sent with Content-Type: application/json"
-        details.append({"loc": loc, "msg": message, "type": error.get("type", "value_error")})
+        detail = {"loc": loc, "msg": message, "type": error.get("type", "value_error")}
+        if detail not in details:  # a body read by the route and by one of its dependencies is checked twice
+            details.append(detail)
     summary = "; ".join(f"{'.'.join(d['loc']) or 'body'}: {d['msg']}" for d in details)
     return _error(422, summary or "invalid request", details)
 

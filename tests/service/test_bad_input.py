@@ -138,7 +138,7 @@ DECISION_CASES = [
     Bad("action-features-is-a-list", decision(actions=[{"id": "x", "features": [1]}]), 422, (r"actions\.0",)),
     Bad("policy-is-a-number", decision(policy=5), 422, ("policy",)),
     Bad("policy-name-with-spaces", decision(policy="no such"), 422, ("policy",)),
-    Bad("unknown-policy", decision(policy="nope"), 422, ("policy", "nope")),
+    Bad("unknown-policy", decision(policy="nope"), 404, ("policy", "nope")),
     Bad("unknown-top-level-field", decision(colour="red"), 422, ("colour", "extra|not permitted")),
     Bad("unknown-action-field", decision(actions=[{"id": "x", "weight": 2}]), 422, (r"actions\.0\.weight",)),
     Bad("malformed-json", b'{"context": {', 422, ("json",)),
