@@ -54,15 +54,15 @@ class HeadDeadline:
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)  # type: ignore[misc]
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)
         self._head_timer = self.loop.call_later(self.header_timeout, self._head_too_slow)
 
     def data_received(self, data: bytes) -> None:
         cycle = self.cycle
         # Between requests (none yet, or the last one answered), these bytes start or continue a request head.
         reading_head = cycle is None or cycle.response_complete
-        super().data_received(data)  # type: ignore[misc]
+        super().data_received(data)
         if self.cycle is not cycle:  # a head completed: its request is being served
             self._stop_head_timer()
             self._head_bytes = 0
@@ -75,7 +75,7 @@ class HeadDeadline:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
-        super().connection_lost(exc)  # type: ignore[misc]
+        super().connection_lost(exc)
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
