@@ -22,7 +22,6 @@ Example ``banditgate.toml``::
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,12 +31,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS
-from banditgate.ledger.registry import PolicySpec
+from banditgate.ledger.registry import POLICY_NAME_PATTERN, PolicySpec, check_policy_name
 from banditgate.monitoring.gate import GateOptions
 from banditgate.monitoring.sufficiency import preset
 
 CONFIG_ENV = "BANDITGATE_CONFIG"
-POLICY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class GateSettings(BaseModel):
@@ -171,8 +169,7 @@ class Settings(BaseSettings):
     @classmethod
     def _policy_names(cls, value: dict[str, PolicySettings]) -> dict[str, PolicySettings]:
         for name in value:
-            if not re.match(POLICY_NAME_PATTERN, name):
-                raise ValueError(f"invalid policy name {name!r}: letters, digits, '_', '.', '-', at most 64")
+            check_policy_name(name)  # re.match accepted a trailing newline
         return value
 
     @model_validator(mode="after")
