@@ -53,23 +53,27 @@ class Expected:
 
 #: Commands whose outcome the README states, with what it states.
 EXPECTED = {
-    # a trained candidate is registered (the walk-through's later commands judge generation 1)
-    "banditgate retrain --policy default --window-days 14 --gamma-schedule budget --exploration-budget 0.1": (
-        Expected(0, "candidate generation 1")
+    # the candidate that the walk-through judges, promotes and rolls back
+    "banditgate retrain --policy default --window-days 14 --as-of \"$(date -u -d '7 days ago' +%F)\" "
+    "--gamma-schedule budget --exploration-budget 0.1": Expected(0, "candidate generation 1"),
+    "banditgate retrain --policy default --window-days 30 --trust-region 0.1": Expected(0, "candidate generation 2"),
+    # "Exit status 0 SUFFICIENT, 1 DEGRADED, 2 INSUFFICIENT": generation 1 is judged on the week after its training
+    # window, generation 2 has nothing after its own yet
+    "banditgate gate --policy default --generation 1 --html reports/gate-1.html": Expected(0, "SUFFICIENT"),
+    "banditgate gate --policy default --generation 1 --json --what-if concept": Expected(0, '"SUFFICIENT"'),
+    'banditgate promote --policy default --generation 1 --reason "DR +1.2 pts, CI clear of 0"': Expected(
+        0, "promoted generation 1"
     ),
-    # "Exit status 0 SUFFICIENT, 1 DEGRADED, 2 INSUFFICIENT": nothing was decided after generation 1's training
-    # window, so its reliability cannot be measured yet
-    "banditgate gate --policy default --generation 1 --html reports/gate-1.html": Expected(2, "INSUFFICIENT"),
-    "banditgate gate --policy default --generation 1 --json --what-if concept": Expected(2, '"INSUFFICIENT"'),
-    # "without SUFFICIENT evidence it is refused (exit 1, HTTP 409 with the gate report)"
-    'banditgate promote --policy default --generation 1 --reason "DR +1.2 pts, CI clear of 0"': Expected(1, "HTTP 409"),
+    'banditgate rollback --policy default --reason "authorisation rate dropped"': Expected(
+        0, "rolled back to generation 0"
+    ),
+    "banditgate gate --policy default --generation 2": Expected(2, "INSUFFICIENT"),
+    # "its promotion is refused (exit 1, HTTP 409 with the report)"
+    'banditgate promote --policy default --generation 2 --reason "trust region 0.1"': Expected(1, "INSUFFICIENT"),
     # "unless someone overrides it by name"
-    'banditgate promote --policy default --generation 1 --reason "incident INC-42" --override-by "dana (risk)" '
+    'banditgate promote --policy default --generation 2 --reason "incident INC-42" --override-by "dana (risk)" '
     '--override-reason "old model misroutes NL" --override-until "$(date -u -d \'+7 days\' +%Y-%m-%dT00:00Z)"': (
-        Expected(0, "promoted generation 1")
-    ),
-    'banditgate rollback --policy default --reason "authorisation rate dropped"': (
-        Expected(0, "rolled back to generation 0")
+        Expected(0, "promoted generation 2")
     ),
 }
 
@@ -227,7 +231,7 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
             )
             assert outcome.output in output, f"{command}\nprinted no {outcome.output!r}:\n{output[-5000:]}"
             if words[:2] == ("banditgate", "gate") and "--json" in words:
-                assert json.loads(result.stdout)["level"] == "INSUFFICIENT"
+                assert json.loads(result.stdout)["level"] == "SUFFICIENT"
     finally:
         shell.stop_server()
     assert shell.server is not None, "the README never starts the server"
