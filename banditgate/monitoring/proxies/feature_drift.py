@@ -32,7 +32,7 @@ A column drifts when its distance reaches its threshold, built from an effect-si
 quantile under no drift at the sample sizes used, so that sampling noise alone almost never flags a column.
 
 **Alarm rule.** ``drifted_columns_share`` alerts when at least ``c(k) = max(1, ceil(0.1 k))`` of the ``k``
-tested columns drift (a tenth of the features, 3 of the simulator's 21, moving at once; any one column when
+tested columns drift (a tenth of the features, 2 of the simulator's 20, moving at once; any one column when
 there are fewer than ten; the reading's ``trigger`` is ``c(k) / k``). Each column is tested at the level
 ``a(k) = FALSE_ALARM_LEVEL c(k) / k`` (:data:`FALSE_ALARM_LEVEL` 1%), so by Markov's inequality
 ``P(count >= c) <= E[count] / c <= k a(k) / c(k) = 1%`` without drift, whatever the dependence between the
@@ -120,7 +120,7 @@ DRIFT_THRESHOLD = 0.1
 #: column is tested at ``FALSE_ALARM_LEVEL * alarm_count(k) / k`` (:func:`column_alarm_level`).
 FALSE_ALARM_LEVEL = 0.01
 
-#: Share of drifted columns that alerts, at least one column: a tenth of the features (3 of the simulator's 21)
+#: Share of drifted columns that alerts, at least one column: a tenth of the features (2 of the simulator's 20)
 #: moving at once, while on no-drift days at most one column, a seasonal effect, is flagged; 0 at half the
 #: columns, the share at which evidently's dataset-drift rule declares the whole dataset drifted.
 DRIFTED_SHARE_TRIGGER = 0.10
