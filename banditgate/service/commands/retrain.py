@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -92,6 +93,8 @@ def retrain_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     settings = Settings()
+    # A kind declared in the settings is learnt within its declared values; stored values outside are skipped.
+    options = replace(options, reward_rule=settings.reward_kind_rules().get(reward_kind))
     engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     upgrade(engine)
     sessions = make_sessionmaker(engine)
