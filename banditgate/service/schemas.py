@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from banditgate.ledger.types import EARLIEST_TIME, LATEST_TIME, check_time
 from banditgate.service.settings import POLICY_NAME_PATTERN
 
 MAX_ACTIONS = 64
@@ -110,6 +111,20 @@ Scalar = Annotated[
 FlatObject = Annotated[dict[FeatureName, Scalar], Field(max_length=MAX_FEATURES)]
 
 
+def _supported_time(value: datetime) -> datetime:
+    try:
+        return check_time(value)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the last datetime once in UTC
+        raise ValueError(
+            f"time out of the supported range [{EARLIEST_TIME.isoformat()}, {LATEST_TIME.isoformat()})"
+        ) from None
+
+
+#: A time with its timezone, within the supported range (:data:`~banditgate.ledger.types.EARLIEST_TIME` to
+#: :data:`~banditgate.ledger.types.LATEST_TIME`).
+Moment = Annotated[AwareDatetime, AfterValidator(_supported_time)]
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -153,7 +168,7 @@ class DecisionResponse(BaseModel):
 class RewardRequest(StrictModel):
     decision_id: Identifier
     reward: Annotated[float, Field(strict=True, allow_inf_nan=False)]
-    observed_at: AwareDatetime | None = Field(default=None, description="when the outcome happened (default: now)")
+    observed_at: Moment | None = Field(default=None, description="when the outcome happened (default: now)")
     kind: RewardKind = "authorisation"
 
     @field_validator("observed_at")

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy.orm import Session
 
 from banditgate.ledger import promotion, registry
@@ -32,7 +32,7 @@ from banditgate.monitoring.promotion_gate import Override, SufficiencyGate
 from banditgate.service.deps import get_runtime, get_session, require_admin
 from banditgate.service.policy_cache import serving_policy
 from banditgate.service.runtime import Runtime
-from banditgate.service.schemas import GenerationOut, PolicyName, StrictModel, Text, error_responses
+from banditgate.service.schemas import GenerationOut, Moment, PolicyName, StrictModel, Text, error_responses
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/policies", tags=["generations"])
@@ -47,7 +47,7 @@ class OverrideIn(StrictModel):
 
     by: Annotated[Text, StringConstraints(min_length=1, max_length=128)]
     reason: Reason
-    until: AwareDatetime = Field(description="when the override stops holding (ISO 8601 with a time zone)")
+    until: Moment = Field(description="when the override stops holding (ISO 8601 with a time zone)")
 
     @field_validator("by", "reason")
     @classmethod
@@ -198,7 +198,9 @@ async def gate_report(
     name: Annotated[PolicyName, Path()],
     number: GenerationNumber,
     runtime: Runtime = Depends(get_runtime),
-    as_of: Annotated[AwareDatetime | None, Query(description="judge as of this time (default: now)")] = None,
+    as_of: Annotated[
+        Moment | None, Query(description="judge as of this time (default: now), between 1970 and 2200")
+    ] = None,
     window_days: Annotated[float | None, Query(gt=0, le=3650, description="current window in days")] = None,
     what_if: Annotated[
         Literal["none", "covariate", "concept", "prior", "mixed"] | None,
