@@ -380,6 +380,8 @@ def _evidence_frame(
     label, score = np.full(len(decisions), np.nan), np.full(len(decisions), np.nan)
     label[window.sampled] = sample[f"label:{kind}"].to_numpy(dtype=np.float64)
     score[window.sampled] = chosen_scores
+    # An outcome that arrived with no valid value (every revision skipped) counts as arrived, but cannot be judged.
+    score[observed.notna().to_numpy() & np.isnan(label)] = np.nan
     frame = pd.DataFrame(
         {
             "decided_at": decisions["decided_at"],
