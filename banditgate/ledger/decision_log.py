@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
@@ -17,10 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from banditgate.ledger.models import Decision, Reward
 from banditgate.ledger.records import DecisionRecord, RewardRecord, RewardResult, RewardStatus
+from banditgate.ledger.reward_kinds import DEFAULT_REWARD_KINDS, RewardKind
 from banditgate.ledger.types import utcnow
 from banditgate.ledger.writer import BatchingWriter
 
 log = logging.getLogger(__name__)
+
+#: Revisions kept per decision and reward kind unless configured otherwise (``max_reward_revisions``).
+DEFAULT_MAX_REVISIONS = 20
+#: Attempts at a reward revision that other writers keep beating to the same revision number.
+_REVISION_ATTEMPTS = 5
 
 
 class UnknownDecision(LookupError):
@@ -29,6 +36,55 @@ class UnknownDecision(LookupError):
     def __init__(self, decision_id: str) -> None:
         super().__init__(f"unknown decision_id {decision_id!r}")
         self.decision_id = decision_id
+
+
+class RewardRefused(Exception):
+    """A reward the log will not record; ``status`` is the HTTP status to answer with, ``retry_after`` the
+    seconds after which the same request may succeed (``None``: it will not, as it stands)."""
+
+    status = 409
+    retry_after: int | None = None
+
+
+class InvalidReward(RewardRefused, ValueError):
+    """An unknown reward kind, or a value outside its kind's rule; the message starts with the field's name."""
+
+    status = 422
+
+
+class TooManyRevisions(RewardRefused):
+    """The decision already has the most revisions of this reward kind that are kept."""
+
+
+class ConcurrentRevisions(RewardRefused):
+    """Other writers kept revising the same reward at the same time; sending it again is safe."""
+
+    retry_after = 1
+
+
+#: Every refusal by name, so that one raised in the decision process is raised again in the serving process.
+REFUSALS: dict[str, type[RewardRefused]] = {
+    cls.__name__: cls for cls in (RewardRefused, InvalidReward, TooManyRevisions, ConcurrentRevisions)
+}
+
+
+def check_reward(kinds: Mapping[str, RewardKind], kind: str, value: float) -> None:
+    """Raise :class:`InvalidReward` unless ``kind`` is declared in ``kinds`` and ``value`` obeys its rule.
+
+    >>> try:
+    ...     check_reward(DEFAULT_REWARD_KINDS, "authorisation", 0.5)
+    ... except InvalidReward as exc:
+    ...     print(exc)
+    reward: 0.5 is not a valid authorisation reward: authorisation rewards are 0 or 1
+    """
+    declared = kinds.get(kind)
+    if declared is None:
+        raise InvalidReward(
+            f"kind: unknown reward kind {kind!r}; known kinds: {', '.join(sorted(kinds))} "
+            "(declare others in the reward_kinds setting)"
+        )
+    if not declared.accepts(value):
+        raise InvalidReward(f"reward: {value!r} is not a valid {kind} reward: {declared.rule}")
 
 
 class DecisionLog(ABC):
@@ -50,7 +106,8 @@ class DecisionLog(ABC):
     ) -> RewardResult:
         """Record a reward; a duplicate value is a no-op, a different value becomes a new revision.
 
-        Raises :class:`UnknownDecision` when the decision is not in the log.
+        Raises :class:`UnknownDecision` when the decision is not in the log, and a :class:`RewardRefused`
+        (:class:`InvalidReward`, :class:`TooManyRevisions`, :class:`ConcurrentRevisions`) when it refuses it.
         """
 
     @abstractmethod
@@ -63,11 +120,27 @@ class DecisionLog(ABC):
 
 
 class DatabaseDecisionLog(DecisionLog):
-    """The embedded decision log: rows in the ledger database, written by one batching writer."""
+    """The embedded decision log: rows in the ledger database, written by one batching writer.
 
-    def __init__(self, sessions: sessionmaker[Session], writer: BatchingWriter) -> None:
+    Parameters
+    ----------
+    reward_kinds
+        The reward kinds accepted, by name, with the values each takes.
+    max_revisions
+        Most revisions kept per decision and reward kind; a further different value is refused.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        writer: BatchingWriter,
+        reward_kinds: Mapping[str, RewardKind] = DEFAULT_REWARD_KINDS,
+        max_revisions: int = DEFAULT_MAX_REVISIONS,
+    ) -> None:
         self._sessions = sessions
         self._writer = writer
+        self.reward_kinds = reward_kinds
+        self.max_revisions = max_revisions
 
     async def log_decision(self, record: DecisionRecord) -> DecisionRecord:
         return await self._writer.write_decision(record)
@@ -75,16 +148,21 @@ class DatabaseDecisionLog(DecisionLog):
     async def log_reward(
         self, decision_id: str, kind: str, value: float, observed_at: datetime, received_at: datetime | None = None
     ) -> RewardResult:
-        for attempt in range(3):
+        check_reward(self.reward_kinds, kind, value)  # before it takes a turn of the writer
+        for _ in range(_REVISION_ATTEMPTS):
             try:
                 return await self._writer.call(
-                    lambda s: record_reward(s, decision_id, kind, value, observed_at, received_at)
+                    lambda s: record_reward(
+                        s, decision_id, kind, value, observed_at, received_at, self.reward_kinds, self.max_revisions
+                    )
                 )
-            except IntegrityError:
+            except IntegrityError as exc:
                 # Another process wrote the same revision number first; recount and try again.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+                log.info("reward revision of %s (%s) lost a race (%s); retrying", decision_id, kind, exc.orig)
+        raise ConcurrentRevisions(
+            f"conflicting concurrent revisions of the {kind} reward of decision {decision_id!r}: other writers "
+            f"revised it at the same time {_REVISION_ATTEMPTS} times in a row; nothing was recorded, retry"
+        )
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
         with self._sessions() as session:
@@ -106,8 +184,11 @@ def record_reward(
     value: float,
     observed_at: datetime,
     received_at: datetime | None = None,
+    reward_kinds: Mapping[str, RewardKind] = DEFAULT_REWARD_KINDS,
+    max_revisions: int = DEFAULT_MAX_REVISIONS,
 ) -> RewardResult:
     """Apply the reward rules inside the caller's transaction (see :meth:`DecisionLog.log_reward`)."""
+    check_reward(reward_kinds, kind, value)
     if session.scalar(select(func.count()).where(Decision.decision_id == decision_id)) == 0:
         raise UnknownDecision(decision_id)
     latest = session.scalars(
@@ -118,6 +199,11 @@ def record_reward(
     ).first()
     if latest is not None and latest.value == value:
         return RewardResult(RewardStatus.DUPLICATE, RewardRecord.from_row(latest))
+    if latest is not None and latest.revision >= max_revisions:
+        raise TooManyRevisions(
+            f"reward: decision {decision_id!r} already has {latest.revision} revisions of its {kind} reward, the "
+            f"most kept (max_reward_revisions = {max_revisions}); its latest value, {latest.value!r}, stands"
+        )
     row = Reward(
         decision_id=decision_id,
         kind=kind,

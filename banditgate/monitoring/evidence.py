@@ -12,7 +12,9 @@ A gate evaluation judges one generation of a policy at a time ``as_of`` on two w
 
 Everything is read as of ``as_of``: decisions made after it and rewards *received* after it do not exist
 yet, so an evaluation replayed later gives the same answer. A label is the latest revision received by
-``as_of``; its arrival time is when its first revision was received.
+``as_of``; its arrival time is when its first revision was received. The gate judges binary labels: a stored
+value other than 0 or 1 (one an older version accepted) is skipped, so the latest valid revision is the
+label, and counted in the window's ``invalid_rewards_skipped``.
 
 Every decision of the current window is read as four narrow columns: its id, time, chosen action and segment
 values, from the covering index ``ix_decisions_window`` alone, and when the label of the *arrival kind* (the
@@ -66,8 +68,9 @@ class Window:
     the first revision of that kind arrived, NaT if none by as-of). It holds every decision of the current
     window, and only the sampled ones of the reference. ``sample`` is a seeded random subset of the window in
     decision-time order, with the same columns, :data:`SAMPLE_COLUMNS`, and per reward kind ``k`` read
-    ``label:k`` (the latest value received by as-of, NaN if none) and ``received:k``; ``sampled`` holds the
-    positions of its rows in ``decisions``. ``total`` counts the window's decisions.
+    ``label:k`` (the latest valid value received by as-of, NaN if none) and ``received:k``; ``sampled`` holds
+    the positions of its rows in ``decisions``. ``total`` counts the window's decisions; ``invalid_rewards``
+    are the stored rewards of the sample's decisions that were not 0 or 1, as (decision, kind, revision).
     """
 
     start: datetime
@@ -77,6 +80,7 @@ class Window:
     sample: pd.DataFrame
     sampled: np.ndarray
     cache_name: str | None = None  # the reference sample's cache entry, for what is derived from it
+    invalid_rewards: frozenset[tuple[str, str, int]] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +88,7 @@ class Window:
             "end": self.end.isoformat(),
             "decisions": self.total,
             "sampled": len(self.sample),
+            "invalid_rewards_skipped": len(self.invalid_rewards),
         }
 
 
@@ -173,8 +178,8 @@ class _Reader:
             }
         )
         picked = np.sort(rng.choice(total, size=min(sample_size, total), replace=False))
-        sample = self._with_labels(self._details([columns["decision_id"][i] for i in picked], segments))
-        return Window(start, end, total, frame, sample, picked)
+        sample, skipped = self._with_labels(self._details([columns["decision_id"][i] for i in picked], segments))
+        return Window(start, end, total, frame, sample, picked, invalid_rewards=skipped)
 
     def reference(
         self,
@@ -208,9 +213,9 @@ class _Reader:
             sample["held_out"] = picked >= len(ids) - min(held_out, len(ids))
             if cache is not None:
                 cache.store(name, sample)
-        sample = self._with_labels(sample)
+        sample, skipped = self._with_labels(sample)
         flat = [*FLAT_COLUMNS, *self.keys, f"received:{self.kinds[0]}"]
-        return Window(start, end, total, sample[flat].copy(), sample, np.arange(len(sample)), name)
+        return Window(start, end, total, sample[flat].copy(), sample, np.arange(len(sample)), name, skipped)
 
     def _in_window(self, start: datetime, end: datetime) -> ColumnElement[bool]:
         return and_(Decision.policy == self.policy, Decision.decided_at > start, Decision.decided_at <= end)
@@ -268,17 +273,18 @@ class _Reader:
             sample[column] = [orjson.loads(row[i]) for row in rows]
         return sample
 
-    def _with_labels(self, sample: pd.DataFrame) -> pd.DataFrame:
-        """A copy of ``sample`` with every kind's label as of as-of."""
+    def _with_labels(self, sample: pd.DataFrame) -> tuple[pd.DataFrame, frozenset[tuple[str, str, int]]]:
+        """A copy of ``sample`` with every kind's label as of as-of, and the invalid rewards skipped."""
         sample = sample.copy()
-        labels = self._labels(sample["decision_id"].tolist())
+        labels, skipped = self._labels(sample["decision_id"].tolist())
         for kind in self.kinds:
             sample[f"label:{kind}"] = sample["decision_id"].map(labels[f"label:{kind}"]).astype(np.float64)
             sample[f"received:{kind}"] = _times(sample["decision_id"].map(labels[f"received:{kind}"]).to_numpy())
-        return sample
+        return sample, skipped
 
-    def _labels(self, decision_ids: list[str]) -> pd.DataFrame:
-        """Per decision and kind: the latest value received by as-of, and when its first revision arrived."""
+    def _labels(self, decision_ids: list[str]) -> tuple[pd.DataFrame, frozenset[tuple[str, str, int]]]:
+        """Per decision and kind: the latest valid value received by as-of, and when its first revision arrived
+        (valid or not, like the arrival times of the whole window); and the invalid rewards skipped."""
         rows = []
         for chunk in _chunks(decision_ids):
             statement = select(
@@ -286,15 +292,20 @@ class _Reader:
             ).where(Reward.decision_id.in_(chunk), Reward.kind.in_(self.kinds), Reward.received_at <= self.as_of)
             rows.extend(_raw(self.session, statement))
         rewards = pd.DataFrame(rows, columns=["decision_id", "kind", "value", "revision", "received_at"])
-        grouped = rewards.sort_values("revision", kind="stable").groupby(["kind", "decision_id"], sort=False)
-        latest = grouped["value"].last().astype(np.float64)
-        first = grouped["received_at"].min().astype(np.float64)
+        valid = rewards["value"].isin((0.0, 1.0)).to_numpy(dtype=bool)
+        invalid = rewards.loc[~valid, ["decision_id", "kind", "revision"]]
+        skipped = frozenset((str(d), str(k), int(r)) for d, k, r in invalid.itertuples(index=False))
+        ordered = rewards.sort_values("revision", kind="stable")
+        latest = ordered[valid[ordered.index]].groupby(["kind", "decision_id"], sort=False)["value"].last()
+        latest = latest.astype(np.float64)
+        first = ordered.groupby(["kind", "decision_id"], sort=False)["received_at"].min().astype(np.float64)
         out = pd.DataFrame(index=pd.Index(decision_ids, name="decision_id").unique())
-        found = set(latest.index.get_level_values("kind"))
+        valued = set(latest.index.get_level_values("kind"))
+        found = set(first.index.get_level_values("kind"))
         for kind in self.kinds:
-            out[f"label:{kind}"] = latest.xs(kind, level="kind") if kind in found else np.nan
+            out[f"label:{kind}"] = latest.xs(kind, level="kind") if kind in valued else np.nan
             out[f"received:{kind}"] = first.xs(kind, level="kind") if kind in found else np.nan
-        return out
+        return out, skipped
 
     def _columns(self, statement: Any, names: Sequence[str]) -> dict[str, tuple[Any, ...]]:
         with _no_gc():

@@ -247,6 +247,7 @@ def evaluate_gate(
     proxy_values = Dimensions(**{d: measured_values[d] if estimated[d] is None else estimated[d] for d in DIMENSIONS})
     proxy_score = composite(proxy_values, params)
 
+    skipped = len(evidence.current.invalid_rewards | evidence.reference.invalid_rewards)
     report: dict[str, Any] = {
         "policy": policy,
         "generation": number,
@@ -270,7 +271,13 @@ def evaluate_gate(
         "S_proxy": proxy_score.score,
         "level_proxy": proxy_score.level.value,
         "limits": [CONCEPT_DRIFT_LIMIT],
+        "invalid_rewards_skipped": skipped,
     }
+    if skipped:
+        report["limits"].append(
+            f"{skipped} stored reward values of the sampled decisions were neither 0 nor 1 (accepted by an older "
+            "version) and were skipped: the labels are the latest valid revisions"
+        )
     report["alerts"] = _alerts(history, report)
     report["override"] = _override_status(generation, as_of, report)
     if what_if is not None:
@@ -373,6 +380,8 @@ def _evidence_frame(
     label, score = np.full(len(decisions), np.nan), np.full(len(decisions), np.nan)
     label[window.sampled] = sample[f"label:{kind}"].to_numpy(dtype=np.float64)
     score[window.sampled] = chosen_scores
+    # An outcome that arrived with no valid value (every revision skipped) counts as arrived, but cannot be judged.
+    score[observed.notna().to_numpy() & np.isnan(label)] = np.nan
     frame = pd.DataFrame(
         {
             "decided_at": decisions["decided_at"],

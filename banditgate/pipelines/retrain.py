@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from banditgate.ledger import registry
 from banditgate.ledger.models import Generation
+from banditgate.ledger.reward_kinds import RewardKind
 from banditgate.ledger.types import utcnow
 from banditgate.pipelines.evaluation import (
     EvaluatedPolicy,
@@ -63,6 +64,9 @@ class RetrainOptions:
         The point in time to retrain as of (default: now). Rewards received after it are ignored.
     reward_kind
         The reward to learn (``authorisation`` by default).
+    reward_rule
+        The values ``reward_kind`` takes (default: its declared default, else [0, 1]); stored values outside
+        it are skipped and counted in the row counts.
     pool_generations
         Train on the logs of every generation in the window (default), or only the deployed one's.
     importance_weighting, weight_clip
@@ -91,6 +95,7 @@ class RetrainOptions:
     window: timedelta = timedelta(days=14)
     as_of: datetime | None = None
     reward_kind: str = "authorisation"
+    reward_rule: RewardKind | None = None
     pool_generations: bool = True
     importance_weighting: bool = False
     weight_clip: float = 20.0
@@ -282,6 +287,7 @@ def retrain(
             generations=generations,
             actions_for_last=options.max_eval_rows,
             progress=progress,
+            reward_rule=options.reward_rule,
         )
     if len(training) < options.min_rows:
         raise NotEnoughData(

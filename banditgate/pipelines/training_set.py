@@ -1,7 +1,9 @@
 """The matured part of a policy's decision log, as columns ready for an oracle.
 
 A decision enters the training set only once its reward of the chosen kind has been *received* by the
-as-of time (late labels are simply not there yet), and the latest revision received by then wins. The
+as-of time (late labels are simply not there yet), and the latest revision received by then wins. A stored
+value outside its kind's rule (one an older version accepted) is skipped, so the latest valid revision wins,
+and counted (``invalid_rewards_skipped``). The
 window is the short-term memory of the Adyen setting: only decisions made in the last ``window`` before
 ``as_of`` count.
 """
@@ -17,10 +19,11 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-from sqlalchemy import Text, and_, cast, select
+from sqlalchemy import Text, and_, cast, func, select
 from sqlalchemy.orm import Session
 
 from banditgate.ledger.models import Decision, Reward
+from banditgate.ledger.reward_kinds import RewardKind, kind_rule
 from banditgate.policies.oracles.features import ACTION_ID, ACTION_PREFIX, CONTEXT_PREFIX
 
 _FETCH = 20_000
@@ -50,6 +53,7 @@ class TrainingSet:
     decided_at: np.ndarray
     chosen_index: np.ndarray
     actions: dict[int, list[dict[str, Any]]]
+    invalid_rewards_skipped: int = 0
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -62,6 +66,7 @@ class TrainingSet:
             "matured": len(self),
             "unlabelled": self.decisions_in_window - len(self),
             "positive_rate": positives / len(self) if len(self) else None,
+            "invalid_rewards_skipped": self.invalid_rewards_skipped,
             "by_generation": {
                 str(g): int(n) for g, n in zip(*np.unique(self.generations, return_counts=True), strict=True)
             },
@@ -91,6 +96,7 @@ def load_training_set(
     generations: list[int] | None = None,
     actions_for_last: int = 0,
     progress: Any = None,
+    reward_rule: RewardKind | None = None,
 ) -> TrainingSet:
     """Read the matured decisions of ``policy`` made in ``[as_of - window, as_of)``.
 
@@ -103,7 +109,11 @@ def load_training_set(
         Keep the full candidate sets of this many most recent matured decisions (for off-policy evaluation).
     progress
         Called with the number of rows read so far (a progress bar's ``update``).
+    reward_rule
+        The values ``reward_kind`` takes (default: :func:`~banditgate.ledger.reward_kinds.kind_rule`); stored
+        values outside it are skipped and counted.
     """
+    rule = reward_rule or kind_rule(reward_kind)
     start = as_of - window
     in_window = and_(Decision.policy == policy, Decision.decided_at >= start, Decision.decided_at < as_of)
     if generations is not None:
@@ -112,13 +122,22 @@ def load_training_set(
     # The latest revision received by as-of, per decision: one ordered scan into a dict. (A join against a
     # grouped subquery let PostgreSQL pick a quadratic plan on freshly written tables.)
     labels: dict[str, float] = {}
+    received = and_(Reward.kind == reward_kind, Reward.received_at <= as_of)
     revisions = (
         select(Reward.decision_id, Reward.value)
-        .where(Reward.kind == reward_kind, Reward.received_at <= as_of)
+        .where(received, rule.valid(Reward.value))
         .order_by(Reward.decision_id, Reward.revision)
     )
     for batch in _batches(session.execute(revisions.execution_options(yield_per=_FETCH))):
         labels.update(batch)
+    invalid: dict[str, int] = {}  # decision -> its invalid values (rare: no index spent on them)
+    for decision_id, count in session.execute(
+        select(Reward.decision_id, func.count())
+        .where(received, rule.invalid(Reward.value))
+        .group_by(Reward.decision_id)
+    ):
+        invalid[decision_id] = count
+    skipped = 0
     query = (
         select(
             Decision.decision_id,
@@ -143,6 +162,8 @@ def load_training_set(
     for batch in _batches(session.execute(query.execution_options(yield_per=_FETCH))):
         total += len(batch)
         for decision_id, generation, context, actions_json, action_id, propensity, decided_at in batch:
+            if invalid:
+                skipped += invalid.get(decision_id, 0)
             value = labels.get(decision_id)
             if value is None:
                 continue  # not matured: its reward has not been received by as-of
@@ -173,6 +194,7 @@ def load_training_set(
         decided_at=np.asarray(times, dtype=object),
         chosen_index=np.asarray(chosen, dtype=np.int64),
         actions=dict(recent),
+        invalid_rewards_skipped=skipped,
     )
 
 

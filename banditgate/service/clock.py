@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from fastapi import HTTPException, Request
 
+from banditgate.ledger.types import check_time
 from banditgate.service.settings import Settings
 
 TIME_HEADER = "x-banditgate-time"
@@ -39,7 +40,7 @@ def stated_time(request: Request, settings: Settings) -> datetime | None:
         when = datetime.fromisoformat(stated)
         if when.tzinfo is None:
             raise ValueError("no timezone")
-        when = when.astimezone(UTC)
+        when = check_time(when.astimezone(UTC))
     except (ValueError, OverflowError) as exc:
         raise HTTPException(422, f"X-Banditgate-Time: not an ISO 8601 time with a timezone ({exc})") from None
     return when.replace(microsecond=when.microsecond // 1000 * 1000)

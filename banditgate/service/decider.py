@@ -103,9 +103,55 @@ class Decider:
 
 
 def request_fingerprint(policy: str, context: Mapping[str, Any], actions: Sequence[Mapping[str, Any]]) -> str:
-    """Hash of what was asked, to tell an idempotent retry from a different request reusing an id."""
+    """Hash of what was asked, to tell an idempotent retry from a different request reusing an id.
+
+    Equal fingerprints mean the same request; different ones need not mean a different request (``1`` and
+    ``1.0`` serialise differently): :func:`same_request` decides then.
+    """
     canonical = orjson.dumps({"policy": policy, "context": context, "actions": actions}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
+
+
+def same_request(logged: DecisionRecord, asked: DecisionRecord) -> bool:
+    """Whether ``asked`` repeats the request ``logged`` answered: same policy, same context and same actions in
+    the same order, keys in any order and numbers compared by value (``1`` is ``1.0``, but ``true`` is not ``1``).
+
+    The fingerprints settle the common case; only a retry whose fingerprint differs compares the logged
+    context and actions themselves, so the decision path pays nothing for it, and decisions logged under any
+    fingerprint format compare correctly.
+
+    >>> from dataclasses import replace
+    >>> first = DecisionRecord("tx", "p", 0, {"amount": 1.0, "nl": True}, [{"id": "a", "features": {}}], [1.0],
+    ...                        "a", 1.0, "uniform", {}, None, 0.5, "f1", datetime(2026, 12, 1, tzinfo=UTC))
+    >>> same_request(first, replace(first, context={"nl": True, "amount": 1}, request_sha256="f2"))
+    True
+    >>> same_request(first, replace(first, context={"amount": 1.0, "nl": 1}, request_sha256="f3"))
+    False
+    """
+    if logged.request_sha256 == asked.request_sha256:
+        return True
+    return (
+        logged.policy == asked.policy
+        and _same_values(logged.context, asked.context)
+        and len(logged.actions) == len(asked.actions)
+        and all(
+            a["id"] == b["id"] and _same_values(a.get("features") or {}, b.get("features") or {})
+            for a, b in zip(logged.actions, asked.actions, strict=True)
+        )
+    )
+
+
+def _same_values(logged: Mapping[str, Any], asked: Mapping[str, Any]) -> bool:
+    return logged.keys() == asked.keys() and all(_same_value(logged[k], asked[k]) for k in logged)
+
+
+def _same_value(logged: Any, asked: Any) -> bool:
+    # Requests hold flat JSON scalars; a boolean equals 1 or 0 in Python but is not the same JSON value.
+    if isinstance(logged, bool) or isinstance(asked, bool) or logged is None or asked is None:
+        return logged is asked
+    if isinstance(logged, int | float) and isinstance(asked, int | float):
+        return logged == asked
+    return type(logged) is type(asked) and logged == asked
 
 
 def format_timestamp(value: datetime) -> str:

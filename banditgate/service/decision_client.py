@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from banditgate.ledger.decision_log import UnknownDecision
+from banditgate.ledger.decision_log import REFUSALS, UnknownDecision
 from banditgate.ledger.records import RewardResult
 from banditgate.ledger.writer import WriterStopped
 from banditgate.service import metrics
@@ -193,6 +193,9 @@ class ProcessDecisionService(DecisionService):
         status, message = reply[2], reply[3]
         if status == 404:
             raise _NotFound(message)
+        refusal = REFUSALS.get(reply[4]) if len(reply) > 4 else None
+        if refusal is not None:
+            raise refusal(message)
         raise DecisionProcessUnavailable(f"the decision process could not serve the request: {message}")
 
     async def _spawn(self) -> tuple[_Channel, subprocess.Popen[bytes]]:

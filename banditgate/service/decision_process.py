@@ -28,7 +28,7 @@ from typing import Any
 
 import uvloop
 
-from banditgate.ledger.decision_log import UnknownDecision
+from banditgate.ledger.decision_log import RewardRefused, UnknownDecision
 from banditgate.service.decision_service import DecisionAsked
 from banditgate.service.decision_wire import (
     FrameProtocol,
@@ -83,6 +83,9 @@ class _DecisionServer(FrameProtocol):
             result = await work
         except UnknownDecision as exc:
             self._reply([seq, "error", 404, str(exc)])
+        except RewardRefused as exc:
+            # By name, so that the serving process raises the same refusal and answers as it would itself.
+            self._reply([seq, "error", exc.status, str(exc), type(exc).__name__])
         except Exception as exc:
             log.exception("request %d failed", seq)
             self._reply([seq, "error", 503, f"{type(exc).__name__}: {exc}"])

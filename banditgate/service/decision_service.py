@@ -19,7 +19,7 @@ from banditgate.ledger.decision_log import DecisionLog
 from banditgate.ledger.records import DecisionRecord, RewardResult
 from banditgate.ledger.registry import UnknownPolicy
 from banditgate.policies.actions import Scalar
-from banditgate.service.decider import Decider, format_timestamp
+from banditgate.service.decider import Decider, format_timestamp, same_request
 from banditgate.service.schemas import DecisionResponse
 
 
@@ -102,7 +102,7 @@ class LocalDecisionService(DecisionService):
             return DecisionOutcome(404, f"policy: {exc}".encode())
         stored = await self.decision_log.log_decision(record)
         if stored is not record:
-            if stored.request_sha256 != record.request_sha256:
+            if not same_request(stored, record):
                 message = f"decision_id {record.decision_id!r} was already used for a different request"
                 return DecisionOutcome(409, message.encode())
             return DecisionOutcome(200, response_json(stored))

@@ -3,7 +3,8 @@
 Every message is a JSON array whose first element is a sequence number chosen by the serving process; the
 decision process answers each request with one reply carrying the same number, in any order. Requests are
 ``[seq, op, ...arguments]``; replies are ``[seq, "ok", result]`` or ``[seq, "error", status, message]``,
-where ``status`` is the HTTP status the serving process answers with.
+where ``status`` is the HTTP status the serving process answers with; a reward the decision log refused adds
+the refusal's name (:data:`~banditgate.ledger.decision_log.REFUSALS`), which the serving process raises again.
 
 >>> reader = FrameReader()
 >>> data = frame([1, "refresh"]) + frame([2, "refresh"])

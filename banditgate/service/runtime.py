@@ -79,7 +79,9 @@ class Runtime:
             spec = policy.spec()
             if await writer.call(lambda s, name=name, spec=spec: ensure_policy(s, name, spec, actor="settings")):
                 log.info("created policy %s (generation 0, uniform)", name)
-        decision_log = DatabaseDecisionLog(sessions, writer)
+        decision_log = DatabaseDecisionLog(
+            sessions, writer, settings.reward_kind_rules(), max_revisions=settings.max_reward_revisions
+        )
         await decision_log.start()
         cache = PolicyCache(sessions, settings.artifact_dir)
         await asyncio.to_thread(cache.refresh)

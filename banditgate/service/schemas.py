@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from banditgate.ledger.types import EARLIEST_TIME, LATEST_TIME, check_time
 from banditgate.service.settings import POLICY_NAME_PATTERN
 
 MAX_ACTIONS = 64
@@ -78,8 +79,18 @@ def _date_time_text(value: Any) -> Any:
     return value
 
 
-#: An ISO 8601 date-time with a time zone, given as text (never a number of seconds).
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
+def _supported_time(value: datetime) -> datetime:
+    try:
+        return check_time(value)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the last datetime once in UTC
+        raise ValueError(
+            f"time out of the supported range [{EARLIEST_TIME.isoformat()}, {LATEST_TIME.isoformat()})"
+        ) from None
+
+
+#: An ISO 8601 date-time with a time zone, given as text (never a number of seconds), within the supported
+#: range (:data:`~banditgate.ledger.types.EARLIEST_TIME` to :data:`~banditgate.ledger.types.LATEST_TIME`).
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_date_time_text), AfterValidator(_supported_time)]
 
 #: Identifiers: visible ASCII, no spaces (UUIDs, transaction references, "route_a", "3ds:force").
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]

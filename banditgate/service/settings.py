@@ -17,25 +17,37 @@ Example ``banditgate.toml``::
     preset = "fraud"
     parameters = { tau_r = 0.15, reliability_metric = "f1" }
     reward_kind = "chargeback"
+
+    [reward_kinds]                     # every kind POST /v1/rewards accepts: "binary" (0 or 1) or [min, max]
+    authorisation = "binary"
+    chargeback = "binary"
+    margin_eur = [-50.0, 500.0]
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from banditgate.ledger.decision_log import DEFAULT_MAX_REVISIONS
 from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS
 from banditgate.ledger.registry import POLICY_NAME_PATTERN, PolicySpec, check_policy_name
+from banditgate.ledger.reward_kinds import RewardKind
 from banditgate.monitoring.gate import GateOptions
 from banditgate.monitoring.sufficiency import preset
 
 CONFIG_ENV = "BANDITGATE_CONFIG"
+REWARD_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+
+#: How a reward kind's values are declared: ``"binary"`` (0 or 1) or a range ``[minimum, maximum]``.
+RewardKindSetting = Literal["binary"] | Annotated[tuple[float, float], Field(description="[minimum, maximum]")]
 
 
 class GateSettings(BaseModel):
@@ -119,6 +131,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=16 * 1024 * 1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     gate: GateSettings = Field(default_factory=GateSettings, description="the sufficiency gate of every policy")
+    reward_kinds: dict[str, RewardKindSetting] = Field(
+        default_factory=lambda: {"authorisation": "binary", "chargeback": "binary"},
+        description='the reward kinds POST /v1/rewards accepts, each "binary" (0 or 1) or [minimum, maximum]; '
+        "any other kind is refused with 422. The gate's kinds must be binary",
+    )
+    max_reward_revisions: int = Field(
+        default=DEFAULT_MAX_REVISIONS,
+        ge=1,
+        le=10_000,
+        description="revisions kept per decision and reward kind; a further different value is refused with 409",
+    )
     decision_process: bool = Field(
         default=True,
         description="decide and log in a companion process, so that a serving process only parses and answers "
@@ -172,6 +195,32 @@ class Settings(BaseSettings):
             check_policy_name(name)  # re.match accepted a trailing newline
         return value
 
+    @field_validator("reward_kinds")
+    @classmethod
+    def _reward_kinds(cls, value: dict[str, RewardKindSetting]) -> dict[str, RewardKindSetting]:
+        if not value:
+            raise ValueError("declare at least one reward kind")
+        for name, declared in value.items():
+            if not re.fullmatch(REWARD_KIND_PATTERN, name):
+                raise ValueError(f"invalid reward kind {name!r}: lowercase letters, digits and '_', at most 32")
+            _rule(name, declared)  # a range that is empty or not finite fails here, naming the kind
+        return value
+
+    @model_validator(mode="after")
+    def _gate_kinds_are_binary(self) -> Settings:
+        # The gate judges 0/1 labels (F1, calibration, the authorisation proxies): a kind it reads must be binary.
+        kinds = self.reward_kind_rules()
+        gates = {"gate": self.gate} | {f"policies.{n}.gate": p.gate for n, p in self.policies.items() if p.gate}
+        for where, gate in gates.items():
+            for field in ("reward_kind", "early_kind"):
+                kind = getattr(gate, field)
+                if kind not in kinds or not kinds[kind].binary:
+                    raise ValueError(
+                        f"{where}.{field}: {kind!r} must be a binary reward kind declared in reward_kinds "
+                        f"(binary kinds: {', '.join(sorted(k for k, r in kinds.items() if r.binary)) or 'none'})"
+                    )
+        return self
+
     @model_validator(mode="after")
     def _shareable_database(self) -> Settings:
         try:
@@ -187,6 +236,10 @@ class Settings(BaseSettings):
                 "decision_process=false (BANDITGATE_DECISION_PROCESS=false)"
             )
         return self
+
+    def reward_kind_rules(self) -> dict[str, RewardKind]:
+        """The declared reward kinds, by name, with the values each takes."""
+        return {name: _rule(name, declared) for name, declared in self.reward_kinds.items()}
 
     def gate_for(self, policy: str) -> GateSettings:
         """The gate settings of ``policy``: its own if configured, else the global ones."""
@@ -209,3 +262,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"{CONFIG_ENV}={config!r}: no such file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
+
+
+def _rule(name: str, declared: RewardKindSetting) -> RewardKind:
+    if declared == "binary":
+        return RewardKind(name)
+    minimum, maximum = declared
+    return RewardKind(name, minimum=minimum, maximum=maximum, binary=False)

@@ -101,3 +101,34 @@ def test_the_reference_window_is_the_day_before_and_its_sample_is_cached(
     again = evidence(ledger, cache=cache).reference
     pd.testing.assert_frame_equal(again.sample, first.sample)
     assert again.cache_name == first.cache_name
+
+
+def test_stored_rewards_that_are_not_0_or_1_are_skipped_and_counted(ledger: sessionmaker[Session]) -> None:
+    """Values an older version accepted (any finite number) must not reach the gate's binary metrics: the latest
+    valid revision is the label, and the invalid rows are counted in the window."""
+    with ledger() as session, session.begin():
+        session.execute(
+            insert(Reward),
+            [
+                {
+                    "decision_id": d,
+                    "kind": "authorisation",
+                    "value": v,
+                    "revision": r,
+                    "observed_at": t,
+                    "received_at": t,
+                }
+                for d, v, r, t in (
+                    ("d1", 0.5, 3, AS_OF - timedelta(hours=1)),  # the latest revision, invalid: revision 2 stands
+                    ("d4", 7.0, 1, AS_OF - timedelta(minutes=30)),  # the only one, invalid: no label value
+                    ("d4", -1.0, 2, AS_OF + timedelta(minutes=5)),  # received after as-of: not read at all
+                )
+            ],
+        )
+    current = evidence(ledger).current
+    labels = current.sample.set_index("decision_id")["label:authorisation"]
+    assert labels["d1"] == 1.0 and labels["d2"] == 1.0 and np.isnan(labels["d4"])
+    assert current.invalid_rewards == {("d1", "authorisation", 3), ("d4", "authorisation", 1)}
+    assert current.to_dict()["invalid_rewards_skipped"] == 2
+    # The arrival of an outcome is still an arrival: completeness counts it, reliability has no value for it.
+    assert current.decisions.set_index("decision_id")["received:authorisation"].notna()["d4"]

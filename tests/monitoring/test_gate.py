@@ -189,6 +189,30 @@ def test_an_upward_move_raises_no_alert(ledger: Ledger, candidate: GateResult) -
     ]
 
 
+def test_stored_rewards_that_are_not_0_or_1_are_skipped_and_counted_not_a_crash(
+    ledger: Ledger, candidate: GateResult
+) -> None:
+    """Rewards an older version stored (0.5, 7.0: any number was accepted) once crashed every evaluation."""
+    with ledger.sessions() as session, session.begin():
+        received = (Reward.kind == "authorisation", Reward.received_at <= AS_OF, Reward.received_at > TRAINED_UNTIL)
+        poisoned = dict(session.execute(select(Reward.id, Reward.value).where(*received).limit(30)).tuples().all())
+        for i, reward_id in enumerate(poisoned):
+            session.execute(update(Reward).where(Reward.id == reward_id).values(value=0.5 if i % 2 else 7.0))
+    try:
+        report = ledger.gate(what_if="concept").report
+    finally:
+        with ledger.sessions() as session, session.begin():
+            for reward_id, value in poisoned.items():
+                session.execute(update(Reward).where(Reward.id == reward_id).values(value=value))
+    assert len(poisoned) == 30 and report["invalid_rewards_skipped"] == 30
+    assert report["windows"]["current"]["invalid_rewards_skipped"] == 30
+    assert any("30 stored reward values" in limit for limit in report["limits"])
+    # The outcomes did arrive: completeness is unchanged; 30 fewer values leave the level where it was.
+    assert report["dimensions"]["completeness"] == candidate.report["dimensions"]["completeness"]
+    assert report["dimensions"]["reliability"]["n"] <= candidate.report["dimensions"]["reliability"]["n"]
+    assert report["level"] == candidate.report["level"] and report["exit_code"] == candidate.report["exit_code"]
+
+
 def test_unknown_generation(ledger: Ledger) -> None:
     with pytest.raises(UnknownGeneration, match="no generation 9"):
         ledger.gate(number=9)

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from banditgate.ledger import registry
 from banditgate.ledger.artifacts import generation_rule, load_artifact
 from banditgate.ledger.decision_log import record_reward
-from banditgate.ledger.models import Decision
+from banditgate.ledger.models import Decision, Reward
+from banditgate.ledger.reward_kinds import RewardKind
 from banditgate.pipelines.retrain import NotEnoughData, RetrainOptions, retrain, trust_region_gamma
 from banditgate.pipelines.training_set import load_training_set
 from banditgate.policies.actions import Action
@@ -78,6 +79,36 @@ def test_only_matured_rewards_enter_and_the_latest_revision_wins(sessions: sessi
     with sessions() as session:
         after = load_training_set(session, "default", as_of, timedelta(days=30))
     assert after.rewards[after.decision_ids.index(target)] == 1.0 - old_value  # revision 2; revision 3 not yet
+
+
+def test_stored_rewards_outside_their_kind_are_skipped_and_counted(
+    sessions: sessionmaker[Session], logged: Path
+) -> None:
+    """Values an older version accepted are not learnt from: the latest valid revision wins, a decision with none
+    is not matured, and the retrained generation's row counts say how many were skipped."""
+    as_of = START + timedelta(days=DAYS)
+    with sessions() as session:
+        clean = load_training_set(session, "default", as_of, timedelta(days=30))
+    revised, poisoned = clean.decision_ids[10], clean.decision_ids[20]
+    with sessions() as session, session.begin():
+        session.execute(
+            insert(Reward).values(
+                decision_id=revised, kind="authorisation", value=0.5, revision=2, observed_at=START, received_at=START
+            )
+        )
+        session.execute(
+            update(Reward).where(Reward.decision_id == poisoned, Reward.kind == "authorisation").values(value=7.0)
+        )
+    with sessions() as session:
+        after = load_training_set(session, "default", as_of, timedelta(days=30))
+        ranged = RewardKind("authorisation", binary=False)  # had it been declared [0, 1], 0.5 would count
+        as_range = load_training_set(session, "default", as_of, timedelta(days=30), reward_rule=ranged)
+    assert after.invalid_rewards_skipped == 2 and len(after) == len(clean) - 1 and poisoned not in after.decision_ids
+    assert after.rewards[after.decision_ids.index(revised)] == clean.rewards[10]
+    assert as_range.invalid_rewards_skipped == 1 and as_range.rewards[as_range.decision_ids.index(revised)] == 0.5
+    result = retrain(sessions, logged, "default", RetrainOptions(as_of=as_of))
+    assert result.generation.row_counts["invalid_rewards_skipped"] == 2
+    assert np.isin(after.rewards, (0.0, 1.0)).all()
 
 
 def test_too_few_matured_rows_is_refused(sessions: sessionmaker[Session], logged: Path) -> None:

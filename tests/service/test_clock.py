@@ -32,5 +32,8 @@ def test_a_malformed_time_is_refused(settings: Settings) -> None:
         naive = client.post("/v1/decisions", json=BODY, headers={"X-Banditgate-Time": "2026-03-01T09:30:00"})
         reward = {"decision_id": "sim-1", "reward": 1}
         garbage = client.post("/v1/rewards", json=reward, headers={"X-Banditgate-Time": "yesterday"})
+        far = client.post("/v1/decisions", json=BODY, headers={"X-Banditgate-Time": "9999-12-31T00:00:00Z"})
     assert naive.status_code == 422 and "timezone" in naive.json()["message"]
     assert garbage.status_code == 422 and "X-Banditgate-Time" in garbage.json()["message"]
+    # Logged, a decision of the year 9999 would overflow every later reading of the window (pandas ends in 2262).
+    assert far.status_code == 422 and "outside the supported range" in far.json()["message"]

@@ -6,7 +6,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from banditgate.ledger.models import Decision
 from banditgate.ledger.registry import get_generation
@@ -145,3 +145,39 @@ def test_unknown_policy_is_refused(server: LiveServer) -> None:
         response = client.post("/v1/decisions", json={**BODY, "policy": "nope"})
     assert response.status_code == 404
     assert "unknown policy 'nope'" in response.json()["message"]
+
+
+CANONICAL = {
+    "decision_id": "canon",
+    "context": {"amount_eur": 1.0, "issuer_country": "NL", "is_recurring": False},
+    "actions": [{"id": "route_a", "features": {"fee_bps": 10.0}}, {"id": "3ds"}],
+}
+
+
+def test_a_retry_with_the_same_values_written_differently_is_a_replay(server: LiveServer) -> None:
+    """1 and 1.0 are the same JSON number, and key order means nothing: the same request, the same answer."""
+    rewritten = (
+        b'{"actions":[{"features":{"fee_bps":10},"id":"route_a"},{"id":"3ds","features":{}}],'
+        b'"context":{"is_recurring":false,"issuer_country":"NL","amount_eur":1},"decision_id":"canon"}'
+    )
+    boolean_as_number = {**CANONICAL, "context": {**CANONICAL["context"], "is_recurring": 0}}
+    reordered = {**CANONICAL, "actions": CANONICAL["actions"][::-1]}
+    with server.client() as client:
+        first = client.post("/v1/decisions", json=CANONICAL)
+        again = client.post("/v1/decisions", content=rewritten, headers={"content-type": "application/json"})
+        other = [client.post("/v1/decisions", json=body) for body in (boolean_as_number, reordered)]
+    assert first.status_code == 200 and (again.status_code, again.content) == (200, first.content)
+    assert [r.status_code for r in other] == [409, 409]  # false is not 0; the actions' order is part of the request
+    assert decision_rows(server) == 1
+
+
+def test_a_decision_logged_under_another_fingerprint_format_is_still_replayed(server: LiveServer) -> None:
+    """Fingerprints need not match: a retry is compared with the logged context and actions themselves."""
+    with server.client() as client:
+        first = client.post("/v1/decisions", json=CANONICAL)
+        with server.runtime.sessions() as session, session.begin():
+            session.execute(update(Decision).values(request_sha256="f" * 64))  # as an older format would have it
+        again = client.post("/v1/decisions", json=CANONICAL)
+        different = client.post("/v1/decisions", json={**CANONICAL, "context": {"amount_eur": 2.0}})
+    assert (again.status_code, again.content) == (200, first.content)
+    assert different.status_code == 409

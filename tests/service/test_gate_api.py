@@ -93,12 +93,25 @@ def test_the_cli_gives_the_same_report_and_its_level_as_exit_status(server: Live
         ("/v1/policies/default/generations/5/gate", 404, "no generation 5"),
         ("/v1/policies/default/generations/1/gate?what_if=sideways", 422, "what_if"),
         ("/v1/policies/default/generations/1/gate?window_days=0", 422, "window_days"),
+        # Beyond pandas' timestamps (1677-2262): once a 500 from deep inside the evaluation.
+        ("/v1/policies/default/generations/0/gate?as_of=9999-12-31T00:00:00Z", 422, "as_of"),
+        ("/v1/policies/default/generations/0/gate?as_of=1600-01-01T00:00:00%2B00:00", 422, "supported range"),
     ],
 )
 def test_gate_endpoint_refuses_bad_requests(server: LiveServer, path: str, status: int, message: str) -> None:
     with server.client() as client:
         response = client.get(path)
     assert response.status_code == status and message in response.text
+
+
+def test_an_as_of_outside_the_supported_range_is_a_usage_error_of_the_cli(server: LiveServer, monkeypatch) -> None:
+    monkeypatch.setenv("BANDITGATE_DATABASE_URL", server.settings.database_url)
+    monkeypatch.setenv("BANDITGATE_ARTIFACT_DIR", str(server.settings.artifact_dir))
+    result = runner.invoke(cli, ["gate", "--generation", "0", "--as-of", "9999-12-31", "--no-store"])
+    # A usage error (the CLI library's own exit status), not a crash (exit 1 reads as DEGRADED).
+    assert result.exit_code not in (0, 1) and isinstance(result.exception, SystemExit | None), result.exception
+    said = " ".join(result.output.replace("│", " ").split())  # the message, out of its wrapped box
+    assert "--as-of '9999-12-31'" in said and "outside the supported range" in said
 
 
 def test_promotion_without_evidence_is_refused_with_the_gate_report(server: LiveServer) -> None:

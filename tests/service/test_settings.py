@@ -53,3 +53,21 @@ def test_a_policy_rule_gets_its_own_defaults_and_bad_parameters_fail_at_load() -
         Settings(policies={"retry": {"exploration": "softmax", "exploration_params": {"gamma": 5}}})
     with pytest.raises(ValidationError, match="unknown exploration rule 'thompson'"):
         Settings(policies={"retry": {"exploration": "thompson"}})
+
+
+def test_reward_kinds_are_declared_in_the_toml_file_and_the_gate_reads_binary_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "banditgate.toml"
+    config.write_text('[reward_kinds]\nauthorisation = "binary"\nmargin_eur = [-50, 500]\n')
+    monkeypatch.setenv("BANDITGATE_CONFIG", str(config))
+    rules = Settings().reward_kind_rules()
+    assert set(rules) == {"authorisation", "margin_eur"} and rules["authorisation"].binary
+    assert (rules["margin_eur"].minimum, rules["margin_eur"].maximum, rules["margin_eur"].binary) == (-50, 500, False)
+    monkeypatch.delenv("BANDITGATE_CONFIG")
+    with pytest.raises(ValidationError, match=r"reward kind 'margin_eur': the range must be .* got \[5.0, 1.0\]"):
+        Settings(reward_kinds={"authorisation": "binary", "margin_eur": (5, 1)})
+    with pytest.raises(ValidationError, match=r"gate.reward_kind: 'margin_eur' must be a binary reward kind"):
+        Settings(reward_kinds={"authorisation": "binary", "margin_eur": (0, 9)}, gate={"reward_kind": "margin_eur"})
+    with pytest.raises(ValidationError, match=r"policies.default.gate.early_kind: 'chargeback'"):
+        Settings(reward_kinds={"authorisation": "binary"}, policies={"default": {"gate": {"early_kind": "chargeback"}}})

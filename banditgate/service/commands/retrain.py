@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from banditgate.ledger.db import make_engine, make_sessionmaker
 from banditgate.ledger.migrate import upgrade
 from banditgate.ledger.registry import UnknownPolicy
+from banditgate.ledger.types import check_time
 from banditgate.monitoring.gate import prepare_reference
 from banditgate.pipelines.retrain import NotEnoughData, RetrainOptions, RetrainResult, retrain
 from banditgate.pipelines.schedule import parse_interval, run_every
@@ -26,14 +28,17 @@ SHOWN_ESTIMATORS = ("snips", "dr", "switch_dr")
 
 
 def parse_as_of(value: str | None) -> datetime | None:
-    """An ``--as-of`` option: ISO 8601, UTC when no timezone is given."""
+    """An ``--as-of`` option: ISO 8601, UTC when no timezone is given, in the supported range (1970 to 2200)."""
     if value is None:
         return None
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-25T00:00:00Z)") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    try:
+        return check_time(when if when.tzinfo else when.replace(tzinfo=UTC))
+    except (ValueError, OverflowError) as exc:
+        raise typer.BadParameter(f"--as-of {value!r}: {exc}") from None
 
 
 def retrain_command(
@@ -92,6 +97,8 @@ def retrain_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     settings = Settings()
+    # A kind declared in the settings is learnt within its declared values; stored values outside are skipped.
+    options = replace(options, reward_rule=settings.reward_kind_rules().get(reward_kind))
     engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     upgrade(engine)
     sessions = make_sessionmaker(engine)

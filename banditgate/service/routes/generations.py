@@ -192,7 +192,9 @@ async def gate_report(
     name: Annotated[PolicyName, Path()],
     number: GenerationNumber,
     runtime: Runtime = Depends(get_runtime),
-    as_of: Annotated[Timestamp | None, Query(description="judge as of this time (default: now)")] = None,
+    as_of: Annotated[
+        Timestamp | None, Query(description="judge as of this time (default: now), between 1970 and 2200")
+    ] = None,
     window_days: Annotated[float | None, Query(gt=0, le=3650, description="current window in days")] = None,
     what_if: Annotated[
         Literal["none", "covariate", "concept", "prior", "mixed"] | None,

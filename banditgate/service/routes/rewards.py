@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from banditgate.ledger.decision_log import UnknownDecision
+from banditgate.ledger.decision_log import RewardRefused, UnknownDecision
 from banditgate.ledger.records import RewardStatus
 from banditgate.service import metrics
 from banditgate.service.clock import request_time
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/rewards", tags=["rewards"])
     status_code=201,
     responses={
         200: {"description": "duplicate: same value as the latest revision, nothing written"},
-        **error_responses(404, 422),
+        **error_responses(404, 409, 422),
     },
 )
 async def post_reward(
@@ -31,6 +31,10 @@ async def post_reward(
 
     201 when recorded (``status`` ``recorded``, or ``revised`` when it changes the latest value: both
     revisions are kept and the latest wins for training); 200 for a duplicate of the latest value.
+    422 for a kind not declared in the ``reward_kinds`` setting, or a value outside its kind's rule (a binary
+    kind, such as ``authorisation`` and ``chargeback``, takes 0 or 1). 409 when the decision already has
+    ``max_reward_revisions`` revisions of the kind, or when concurrent revisions of the same reward kept
+    conflicting (``Retry-After`` says when to send it again; nothing was recorded).
     """
     try:
         received_at = request_time(request, runtime.settings)
@@ -39,6 +43,9 @@ async def post_reward(
         )
     except UnknownDecision as exc:
         raise HTTPException(404, str(exc)) from None
+    except RewardRefused as exc:
+        headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+        raise HTTPException(exc.status, str(exc), headers=headers) from None
     if result.status is RewardStatus.DUPLICATE:
         response.status_code = 200
     metrics.REWARDS.labels(body.kind, result.status.value).inc()
