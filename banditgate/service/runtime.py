@@ -81,7 +81,8 @@ class Runtime:
                 log.info("created policy %s (generation 0, uniform)", name)
         decision_log = DatabaseDecisionLog(sessions, writer)
         await decision_log.start()
-        cache = PolicyCache(sessions, settings.artifact_dir)
+        # With a decision process, this process only answers HTTP: it needs the policies' names, not their models.
+        cache = PolicyCache(sessions, settings.artifact_dir, models=not settings.decision_process)
         await asyncio.to_thread(cache.refresh)
         decider = Decider(cache, settings.default_policy, lambda policy: settings.gate_for(policy).segment_keys)
         decisions: DecisionService

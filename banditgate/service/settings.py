@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         le=3600.0,
         description="a decision process that leaves a request unanswered this long is killed and restarted",
     )
+    decision_process_standby: bool = Field(
+        default=True,
+        description="keep a second decision process waiting with the deployed models' libraries imported, so that "
+        "one that dies is replaced within about a second instead of the several seconds a start takes (costs the "
+        "memory of one more process per serving process)",
+    )
     worker_healthcheck_timeout_seconds: float = Field(
         default=30.0,
         gt=0.0,
