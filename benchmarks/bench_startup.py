@@ -173,6 +173,16 @@ class Server:
                 self.process.wait()
 
 
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def recovery(server: Server, body: dict[str, Any], timeout: float) -> dict[str, float]:
     """SIGKILL the running decision process; time until a decision succeeds again, counting the 503s."""
     with httpx.Client(base_url=server.url, timeout=10.0) as client:
@@ -237,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                 results["recovery"] = []
                 for kill in range(args.kills):
                     server.wait_for_standby(kill + 1, args.timeout)
+                    if kill == 0:  # the serving process, then its decision processes (running, standby)
+                        pids = [server.process.pid, *server.decision_processes()]
+                        results["rss_mib"] = [rss_mib(pid) for pid in pids]
                     results["recovery"].append(recovery(server, body, args.timeout))
             finally:
                 server.stop()

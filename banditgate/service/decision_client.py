@@ -227,8 +227,8 @@ class ProcessDecisionService(DecisionService):
 
     async def _prepare_standby(self) -> None:
         """Launch the next decision process and have it import what serving the deployed policies needs."""
-        channel, process = await self._launch()
         try:
+            channel, process = await self._launch()
             await self._call_or_kill(channel, process, "prepare")
         except Exception as exc:
             # No standby: a decision process that dies is replaced by a new one, which only takes longer.

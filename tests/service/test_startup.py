@@ -116,7 +116,7 @@ def _maps_lightgbm(pid: int) -> bool:
     return "lib_lightgbm" in Path(f"/proc/{pid}/maps").read_text()
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 180.0) -> None:
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
