@@ -202,6 +202,13 @@ def recovery(server: Server, body: dict[str, Any], timeout: float) -> dict[str, 
     raise RuntimeError(f"the decision process did not come back within {timeout:.0f} s")
 
 
+def summary(values: list[Any]) -> tuple[Any, Any]:
+    """Median and minimum; "never" when a start or a recovery did not happen within the timeout."""
+    if None in values:
+        return "never", min((v for v in values if v is not None), default="never")
+    return statistics.median(values), min(values)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--code", type=Path, default=REPO_DIR, help="folder holding the banditgate package to measure")
@@ -232,14 +239,17 @@ def main(argv: list[str] | None = None) -> int:
             results["heavy_modules"] = {
                 m: heavy_modules(env, m) for m in ("banditgate.service.cli", "banditgate.service.app")
             }
-            starts = []
+            starts: list[dict[str, Any]] = []
             for i in range(args.repeat):
                 server = Server(env, args.workers, tmp / f"serve-{i}.log")
                 try:
                     healthy, decided = server.wait_ready(body, args.timeout)
+                    start = {"healthz_seconds": round(healthy, 2), "decision_seconds": round(decided, 2)}
+                except RuntimeError:  # it never answered: workers killed before they started, typically
+                    start = {"healthz_seconds": None, "decision_seconds": None}
                 finally:
                     server.stop()
-                starts.append({"healthz_seconds": round(healthy, 2), "decision_seconds": round(decided, 2)})
+                starts.append({**start, "worker_restarts": server.worker_deaths()})
             results["serve"] = starts
             server = Server(env, 1, tmp / "recovery.log")
             try:
@@ -256,38 +266,32 @@ def main(argv: list[str] | None = None) -> int:
             if args.watch > 0:
                 server = Server(env, args.workers, tmp / "watch.log")
                 try:
-                    server.wait_ready(body, args.timeout)
+                    try:
+                        server.wait_ready(body, args.timeout)
+                        ready = True
+                    except RuntimeError:
+                        ready = False  # counted anyway: the restarts are why it never answered
                     before = server.worker_deaths()
                     time.sleep(args.watch)
-                    results["worker_restarts"] = {"seconds": args.watch, "count": server.worker_deaths() - before}
+                    results["worker_restarts"] = {
+                        "seconds": args.watch,
+                        "count": server.worker_deaths() - before,
+                        "answered_before_watching": ready,
+                    }
                 finally:
                     server.stop()
     results["load_average_1m_after"] = os.getloadavg()[0]
     path = write_results("bench_startup" + (f"_{args.label}" if args.label else ""), results)
-    median = statistics.median
-    rows = [
-        ["banditgate --help (s)", median(results["help_seconds"]), min(results["help_seconds"])],
-        [
-            "serve -> /healthz 200 (s)",
-            median(s["healthz_seconds"] for s in starts),
-            min(s["healthz_seconds"] for s in starts),
-        ],
-        [
-            "serve -> decision (s)",
-            median(s["decision_seconds"] for s in starts),
-            min(s["decision_seconds"] for s in starts),
-        ],
-        [
-            "decision process back (s)",
-            median(r["seconds"] for r in results["recovery"]),
-            min(r["seconds"] for r in results["recovery"]),
-        ],
-        [
-            "503s while it was down",
-            median(r["refused_503"] for r in results["recovery"]),
-            min(r["refused_503"] for r in results["recovery"]),
-        ],
-    ]
+
+    measures = {
+        "banditgate --help (s)": results["help_seconds"],
+        "serve -> /healthz 200 (s)": [s["healthz_seconds"] for s in starts],
+        "serve -> decision (s)": [s["decision_seconds"] for s in starts],
+        "worker restarts while starting": [s["worker_restarts"] for s in starts],
+        "decision process back (s)": [r["seconds"] for r in results["recovery"]],
+        "503s while it was down": [r["refused_503"] for r in results["recovery"]],
+    }
+    rows = [[name, *summary(values)] for name, values in measures.items()]
     print(table(["measure", "median", "min"], rows))
     print(f"heavy modules imported: {results['heavy_modules']}")
     if "worker_restarts" in results:

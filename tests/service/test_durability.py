@@ -36,7 +36,7 @@ def start_server(database_url: str, port: int, tmp_path: Path, decision_process:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # room for a loaded machine: the decision process imports LightGBM & co.
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
