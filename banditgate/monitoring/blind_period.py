@@ -34,11 +34,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from banditgate.monitoring.sufficiency import (
     DIMENSIONS,
@@ -50,6 +48,9 @@ from banditgate.monitoring.sufficiency import (
     score_arrays,
 )
 from banditgate.policies.exploration.base import number_parameter
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Multiplier of a drift's magnitude on each dimension it erodes.
 IMPACTS: Mapping[str, Mapping[str, float]] = MappingProxyType(
@@ -221,6 +222,10 @@ def projection_figure(
     if not projections or any(len(days) == 0 for days in projections.values()):
         raise ValueError("projection_figure needs at least one non-empty projection")
     params = PRESETS["default"] if params is None else params
+    # matplotlib is imported here, where a figure is drawn: the gate and the CLI import this module.
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     # Figure objects, not pyplot: no global state and no display backend, safe in a server or a job.
     figure = Figure(figsize=(11, 7.5), layout="constrained")
     grid = figure.add_gridspec(2, 4, height_ratios=(1.5, 1.0))

@@ -7,10 +7,9 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from banditgate import __version__
 from banditgate.service.commands import generations as generation_commands
@@ -21,7 +20,11 @@ from banditgate.service.commands.evaluate import evaluate_command
 from banditgate.service.commands.gate import gate_command
 from banditgate.service.commands.health import health_command
 from banditgate.service.commands.retrain import retrain_command
-from banditgate.service.settings import Settings
+
+# Every command line, even --help, and every worker of `banditgate serve --workers N` (which re-imports this
+# module) imports what is imported here: the settings, the database and the models are imported where used.
+if TYPE_CHECKING:
+    from banditgate.service.settings import Settings
 
 app = typer.Typer(
     name="banditgate",
@@ -69,6 +72,10 @@ def _use_config(config: Path | None) -> None:
 
 
 def _load_settings() -> Settings:
+    from pydantic import ValidationError
+
+    from banditgate.service.settings import Settings
+
     try:
         return Settings()
     except (ValidationError, ValueError) as exc:
@@ -107,6 +114,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        timeout_worker_healthcheck=settings.worker_healthcheck_timeout_seconds,
         log_level=settings.log_level.lower(),
         access_log=False,
         **uvicorn_options(settings),

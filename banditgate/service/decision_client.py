@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 _IDS = DecisionIds()
 
 #: Waits before restarting a decision process that died, in seconds: the next one each time it dies again
-#: within :data:`STABLE_SECONDS` of its start, the first again once one ran that long.
-RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+#: within :data:`STABLE_SECONDS` of its start, the first again once one ran that long. The first restart is
+#: immediate: every request gets a 503 until it is done.
+RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_SECONDS = 60.0
 
 
@@ -111,6 +112,11 @@ class ProcessDecisionService(DecisionService):
     A decision process that leaves a request unanswered for ``settings.decision_timeout_seconds`` (stuck on a
     database that does not answer, say) is killed and restarted: its requests get a 503 rather than waiting
     forever.
+
+    With ``settings.decision_process_standby``, a second decision process waits beside the running one with
+    the code and the deployed models' libraries imported (the seconds of a start on a loaded machine, most of
+    them LightGBM's, scikit-learn's and pandas' imports): if the running one dies, the standby starts its
+    runtime and takes over, and a new standby is prepared behind it.
     """
 
     def __init__(self, settings: Settings, start_timeout: float = 120.0) -> None:
@@ -121,6 +127,8 @@ class ProcessDecisionService(DecisionService):
         self._channel: _Channel | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        self._standby: tuple[_Channel, subprocess.Popen[bytes]] | None = None
+        self._standby_task: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
@@ -137,14 +145,21 @@ class ProcessDecisionService(DecisionService):
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
+        for task in (self._supervisor, self._standby_task):
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._supervisor
+                await task
             except asyncio.CancelledError:
                 pass
             except Exception:
                 log.exception("the decision process supervisor had failed")
+        if self._standby is not None:
+            channel, process = self._standby
+            self._standby = None
+            channel.close()  # a standby never started its runtime: it exits at once
+            await asyncio.to_thread(_wait_or_kill, process, 10.0)
         if self._channel is not None:
             self._channel.close()
         if self._process is not None:
@@ -199,6 +214,37 @@ class ProcessDecisionService(DecisionService):
         raise DecisionProcessUnavailable(f"the decision process could not serve the request: {message}")
 
     async def _spawn(self) -> tuple[_Channel, subprocess.Popen[bytes]]:
+        """A started decision process: the standby if there is a live one, else a new process."""
+        standby, self._standby = self._standby, None
+        if standby is not None and (standby[0].closed.done() or standby[1].poll() is not None):
+            log.warning("the standby decision process had exited; starting a new one")
+            standby[0].close()
+            await asyncio.to_thread(_wait_or_kill, standby[1], 5.0)
+            standby = None
+        channel, process = standby or await self._launch()
+        await self._call_or_kill(channel, process, "start")
+        log.info("decision process %d ready%s", process.pid, " (was the standby)" if standby else "")
+        if self.settings.decision_process_standby and (self._standby_task is None or self._standby_task.done()):
+            self._standby_task = asyncio.get_running_loop().create_task(self._prepare_standby())
+        return channel, process
+
+    async def _prepare_standby(self) -> None:
+        """Launch the next decision process and have it import what serving the deployed policies needs."""
+        try:
+            channel, process = await self._launch()
+            await self._call_or_kill(channel, process, "prepare")
+        except Exception as exc:
+            # No standby: a decision process that dies is replaced by a new one, which only takes longer.
+            log.warning("no standby decision process (%s)", exc)
+            return
+        if self._stopping:
+            channel.close()
+            await asyncio.to_thread(_wait_or_kill, process, 5.0)
+            return
+        self._standby = channel, process
+        log.info("standby decision process %d ready", process.pid)
+
+    async def _launch(self) -> tuple[_Channel, subprocess.Popen[bytes]]:
         ours, theirs = socket.socketpair()
         with theirs:
             # A process group of its own: a terminal's Ctrl-C reaches only the serving process, which stops this
@@ -211,10 +257,19 @@ class ProcessDecisionService(DecisionService):
         channel = _Channel()
         try:
             await asyncio.get_running_loop().connect_accepted_socket(lambda: channel, ours)
+        except BaseException:
+            channel.close()
+            await asyncio.to_thread(_wait_or_kill, process, 5.0)
+            raise
+        return channel, process
+
+    async def _call_or_kill(self, channel: _Channel, process: subprocess.Popen[bytes], operation: str) -> None:
+        """Send ``start`` or ``prepare`` with the settings; stop the process if it fails or does not answer."""
+        try:
             settings = self.settings.model_dump(mode="json", exclude={"api_key"})
-            reply = await asyncio.wait_for(channel.request("start", settings), self.start_timeout)
+            reply = await asyncio.wait_for(channel.request(operation, settings), self.start_timeout)
             if reply[1] != "ok":
-                raise RuntimeError(f"the decision process failed to start: {reply[3]}")
+                raise RuntimeError(f"the decision process failed to {operation}: {reply[3]}")
         except OutcomeUnknown:
             code = await asyncio.to_thread(_wait_or_kill, process, 5.0)
             raise RuntimeError(f"the decision process exited while starting (code {code}); see its log") from None
@@ -222,8 +277,6 @@ class ProcessDecisionService(DecisionService):
             channel.close()
             await asyncio.to_thread(_wait_or_kill, process, 5.0)
             raise
-        log.info("decision process %d ready", process.pid)
-        return channel, process
 
     async def _supervise(self) -> None:
         attempt = 0

@@ -6,6 +6,8 @@ decision and reward to it (:class:`~banditgate.service.decision_client.ProcessDe
 serving process parses and validates HTTP requests and answers them; this process scores the candidates,
 draws, and commits the decisions in group commits, then replies. Its first message is the serving
 process's settings; it answers ``ready`` once its own runtime (ledger writer, policy cache) has started.
+A standby decision process is first sent ``prepare`` instead: it loads the deployed policies once, to import
+their models' libraries, and waits for ``start`` (when the running decision process dies).
 
 Closing the socket stops it: it finishes the decisions it accepted (their commits complete even though
 nobody is left to answer) and exits, so a killed serving process never leaves it behind. It ignores SIGINT
@@ -28,6 +30,7 @@ from typing import Any
 
 import uvloop
 
+from banditgate.ledger.db import make_engine, make_sessionmaker
 from banditgate.ledger.decision_log import RewardRefused, UnknownDecision
 from banditgate.service.decision_service import DecisionAsked
 from banditgate.service.decision_wire import (
@@ -37,6 +40,7 @@ from banditgate.service.decision_wire import (
     outcome_to_wire,
     reward_to_wire,
 )
+from banditgate.service.policy_cache import PolicyCache
 from banditgate.service.runtime import Runtime
 from banditgate.service.settings import Settings
 
@@ -53,6 +57,7 @@ class _DecisionServer(FrameProtocol):
         self._tasks: set[asyncio.Task[None]] = set()
         self._operations: dict[str, Callable[..., Awaitable[Any]]] = {
             "start": self._start,
+            "prepare": self._prepare,
             "decide": self._decide,
             "reward": self._reward,
             "refresh": self._refresh,
@@ -113,6 +118,11 @@ class _DecisionServer(FrameProtocol):
         self.runtime = await Runtime.start(config)
         return os.getpid()
 
+    async def _prepare(self, settings: dict[str, Any]) -> int:
+        config = Settings.model_validate({**settings, "decision_process": False})
+        await asyncio.to_thread(_load_policies, config)
+        return os.getpid()
+
     async def _decide(
         self,
         decision_id: str | None,
@@ -132,6 +142,16 @@ class _DecisionServer(FrameProtocol):
 
     async def _refresh(self) -> list[str]:
         return await self._runtime().refresh_policies()
+
+
+def _load_policies(settings: Settings) -> None:
+    """Load the deployed policies once and drop them: what it imports (LightGBM, scikit-learn, pandas: seconds)
+    stays imported, and a standby that starts its runtime later loads them again in a fraction of that."""
+    engine = make_engine(settings.database_url)
+    try:
+        PolicyCache(make_sessionmaker(engine), settings.artifact_dir).refresh()
+    finally:
+        engine.dispose()
 
 
 async def serve(connection: socket.socket) -> None:

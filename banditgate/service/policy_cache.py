@@ -43,13 +43,30 @@ def serving_policy(policy: Policy, generation: Generation, artifact_dir: Path) -
 
 
 class PolicyCache:
-    def __init__(self, sessions: sessionmaker[Session], artifact_dir: Path) -> None:
+    """The deployed generation of every policy, reloaded when a policy's revision changes.
+
+    Parameters
+    ----------
+    sessions
+        Sessions on the ledger.
+    artifact_dir
+        Where model artifacts are stored.
+    models
+        Load each deployed generation's model. ``False`` in a serving process whose decisions a decision
+        process makes: it needs the policies' names and generations only, and loading a model imports its
+        library (LightGBM, scikit-learn and pandas: seconds), on the start-up path of every worker.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], artifact_dir: Path, models: bool = True) -> None:
         self._sessions = sessions
         self._artifact_dir = artifact_dir
+        self._models = models
         self._policies: dict[str, ServingPolicy] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> ServingPolicy | None:
+        if not self._models:
+            raise RuntimeError("this policy cache holds no models: decisions are made by the decision process")
         return self._policies.get(name)
 
     def names(self) -> list[str]:
@@ -73,7 +90,13 @@ class PolicyCache:
                 try:
                     if generation is None:
                         raise ArtifactError(f"policy {name} deploys generation {policy.deployed_generation}, not found")
-                    updated[name] = serving_policy(policy, generation, self._artifact_dir)
+                    if self._models:
+                        updated[name] = serving_policy(policy, generation, self._artifact_dir)
+                    else:
+                        rule = generation_rule(policy, generation)
+                        updated[name] = ServingPolicy(
+                            name, generation.number, rule, None, generation.artifact_sha256, policy.revision
+                        )
                 except Exception:
                     log.exception(
                         "cannot load policy %s (revision %d); keeping the previous one", name, policy.revision

@@ -83,7 +83,8 @@ class Runtime:
             sessions, writer, settings.reward_kind_rules(), max_revisions=settings.max_reward_revisions
         )
         await decision_log.start()
-        cache = PolicyCache(sessions, settings.artifact_dir)
+        # With a decision process, this process only answers HTTP: it needs the policies' names, not their models.
+        cache = PolicyCache(sessions, settings.artifact_dir, models=not settings.decision_process)
         await asyncio.to_thread(cache.refresh)
         decider = Decider(cache, settings.default_policy, lambda policy: settings.gate_for(policy).segment_keys)
         decisions: DecisionService

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -40,8 +40,10 @@ from banditgate.ledger.decision_log import DEFAULT_MAX_REVISIONS
 from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS
 from banditgate.ledger.registry import POLICY_NAME_PATTERN, PolicySpec, check_policy_name
 from banditgate.ledger.reward_kinds import RewardKind
-from banditgate.monitoring.gate import GateOptions
 from banditgate.monitoring.sufficiency import preset
+
+if TYPE_CHECKING:  # imported where options are built: every process loads the settings, few run the gate
+    from banditgate.monitoring.gate import GateOptions
 
 CONFIG_ENV = "BANDITGATE_CONFIG"
 REWARD_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
@@ -74,11 +76,15 @@ class GateSettings(BaseModel):
 
     @model_validator(mode="after")
     def _valid_options(self) -> GateSettings:
-        self.options()
+        # The preset and its overrides are what the field constraints do not check. The GateOptions themselves
+        # are built where a gate runs: monitoring.gate imports the whole evidence stack (pandas, SciPy).
+        preset(self.preset, **self.parameters)
         return self
 
     def options(self, **changes: Any) -> GateOptions:
         """The gate options these settings describe (``changes`` override fields, e.g. ``window_days``)."""
+        from banditgate.monitoring.gate import GateOptions
+
         values = {**self.model_dump(exclude={"max_age_hours"}), **changes}
         parameters = preset(values.pop("preset"), **values.pop("parameters"))
         tuples = {key: tuple(values[key]) for key in ("segment_keys", "calendar_keys")}
@@ -175,6 +181,20 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="open connections (or requests in progress) per serving process beyond which a request gets "
         "an immediate 503 instead of queueing",
+    )
+    decision_process_standby: bool = Field(
+        default=True,
+        description="keep a second decision process waiting with the deployed models' libraries imported, so that "
+        "one that dies is replaced within about a second instead of the several seconds a start takes (costs the "
+        "memory of one more process per serving process)",
+    )
+    worker_healthcheck_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="with serve --workers N (N > 1), uvicorn's supervisor kills and replaces a worker that does not "
+        "answer its health check within this time; a new worker must start within it too, which takes seconds on "
+        "a loaded machine (uvicorn's own default, 5 s, made workers crash-loop there)",
     )
     gc_threshold: int = Field(
         default=50_000,

@@ -1,4 +1,5 @@
-"""Every acknowledged decision is in the database, even when the server is killed with SIGKILL."""
+"""Every acknowledged decision is in the database, even when the server (and its decision process) is killed
+with SIGKILL."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -34,7 +36,7 @@ def start_server(database_url: str, port: int, tmp_path: Path, decision_process:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # room for a loaded machine: the decision process imports LightGBM & co.
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
@@ -49,47 +51,32 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-async def burst(url: str, n: int, acknowledged: list[str], kill_after: int, process: subprocess.Popen) -> None:
-    """Send ``n`` decisions over 32 connections; SIGKILL the server once ``kill_after`` are acknowledged."""
-    connections = asyncio.Semaphore(32)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=32)) as client:
-
-        async def one(i: int) -> None:
-            try:
-                async with connections:
-                    response = await client.post("/v1/decisions", json={**BODY, "decision_id": f"burst-{i}"})
-            except httpx.HTTPError:
-                return  # in flight when the server died: never acknowledged
-            if response.status_code == 200:
-                acknowledged.append(response.json()["decision_id"])
-                if len(acknowledged) == kill_after:
-                    process.send_signal(signal.SIGKILL)
-
-        await asyncio.gather(*(one(i) for i in range(n)))
+def decision_processes(pid: int, expected: int) -> list[int]:
+    """The ``expected`` decision processes of the server ``pid``, oldest (the running one) first, then the
+    standby, once it has launched both."""
+    deadline = time.monotonic() + 120
+    while len(children(pid)) != expected:
+        assert time.monotonic() < deadline, f"the server has {len(children(pid))} decision processes, not {expected}"
+        time.sleep(0.1)
+    return sorted(children(pid), key=started)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("decision_process", [True, False], ids=["decision-process", "in-process"])
-def test_acknowledged_decisions_survive_sigkill(database_url: str, tmp_path: Path, decision_process: bool) -> None:
-    """SIGKILL of the serving process (its decision process, if any, then sees the socket close and exits)."""
-    port = free_port()
-    process = start_server(database_url, port, tmp_path, decision_process)
-    helpers = children(process.pid)
-    assert len(helpers) == (1 if decision_process else 0)
-    acknowledged: list[str] = []
-    try:
-        asyncio.run(burst(f"http://127.0.0.1:{port}", 3000, acknowledged, kill_after=1500, process=process))
-    finally:
-        process.kill()
-        process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
-    assert len(acknowledged) >= 1500
+def started(pid: int) -> int:
+    """When ``pid`` started, in clock ticks since boot (field 22 of ``/proc/PID/stat``)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
+def wait_for_exit(pids: list[int]) -> None:
+    """The orphaned decision processes exit once their serving process is gone."""
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() for pid in helpers):  # the orphaned decision process exits
-        assert time.monotonic() < deadline, "the decision process outlived its serving process"
+    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+        assert time.monotonic() < deadline, "a decision process outlived its serving process"
         time.sleep(0.1)
 
-    restarted = start_server(database_url, port, tmp_path)  # recovery (WAL replay) happens on restart
+
+def assert_all_stored(database_url: str, port: int, tmp_path: Path, acknowledged: list[str]) -> None:
+    """Restart the server (recovery, WAL replay, happens then): every acknowledged decision is stored and replays."""
+    restarted = start_server(database_url, port, tmp_path)
     try:
         engine = make_engine(database_url)
         with engine.connect() as connection:
@@ -102,3 +89,67 @@ def test_acknowledged_decisions_survive_sigkill(database_url: str, tmp_path: Pat
     finally:
         restarted.terminate()
         restarted.wait(timeout=30)
+
+
+async def burst(url: str, n: int, acknowledged: list[str], kill_after: int, kill: Callable[[], None]) -> None:
+    """Send ``n`` decisions over 32 connections; ``kill`` once ``kill_after`` are acknowledged."""
+    connections = asyncio.Semaphore(32)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=32)) as client:
+
+        async def one(i: int) -> None:
+            try:
+                async with connections:
+                    response = await client.post("/v1/decisions", json={**BODY, "decision_id": f"burst-{i}"})
+            except httpx.HTTPError:
+                return  # in flight when the server died: never acknowledged
+            if response.status_code == 200:
+                acknowledged.append(response.json()["decision_id"])
+                if len(acknowledged) == kill_after:
+                    kill()
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decision_process", [True, False], ids=["decision-process", "in-process"])
+def test_acknowledged_decisions_survive_sigkill(database_url: str, tmp_path: Path, decision_process: bool) -> None:
+    """SIGKILL of the serving process (its decision process, if any, then sees the socket close and exits)."""
+    port = free_port()
+    process = start_server(database_url, port, tmp_path, decision_process)
+    helpers = decision_processes(process.pid, 2 if decision_process else 0)  # running and standby
+    acknowledged: list[str] = []
+    try:
+        asyncio.run(burst(f"http://127.0.0.1:{port}", 3000, acknowledged, kill_after=1500, kill=process.kill))
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert len(acknowledged) >= 1500
+    wait_for_exit(helpers)
+    assert_all_stored(database_url, port, tmp_path, acknowledged)
+
+
+@pytest.mark.slow
+def test_acknowledged_decisions_survive_sigkill_of_the_decision_process_and_the_serving_process(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Both processes killed at once, mid-load: the decisions the decision process committed and the serving
+    process acknowledged are all there after a restart."""
+    port = free_port()
+    process = start_server(database_url, port, tmp_path)
+    running, standby = decision_processes(process.pid, 2)
+
+    def kill_both() -> None:
+        os.kill(running, signal.SIGKILL)
+        process.send_signal(signal.SIGKILL)
+
+    acknowledged: list[str] = []
+    try:
+        asyncio.run(burst(f"http://127.0.0.1:{port}", 3000, acknowledged, kill_after=1500, kill=kill_both))
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert len(acknowledged) >= 1500
+    wait_for_exit([running, standby])  # the standby sees its socket close and exits too
+    assert_all_stored(database_url, port, tmp_path, acknowledged)

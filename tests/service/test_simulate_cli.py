@@ -20,6 +20,7 @@ from banditgate.ledger.models import Decision, Reward
 from banditgate.service.commands import simulate as simulate_command
 from banditgate.service.settings import Settings
 from banditgate.simulator import PRESETS
+from banditgate.simulator import world as world_module
 from tests.support.server import LiveServer
 
 runner = CliRunner()
@@ -119,14 +120,14 @@ def test_start_runs_a_fixed_period_and_the_drift_schedule_counts_from_it(tmp_pat
 
 def test_the_world_epoch_is_the_first_simulated_day(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     epochs = []
-    world = simulate_command.PaymentWorld
+    world = world_module.PaymentWorld
 
     def recording_world(*args: object, **kwargs: object) -> object:
         made = world(*args, **kwargs)  # type: ignore[arg-type]
         epochs.append(made.epoch)
         return made
 
-    monkeypatch.setattr(simulate_command, "PaymentWorld", recording_world)
+    monkeypatch.setattr(world_module, "PaymentWorld", recording_world)  # the command imports it when it runs
     options = ["--days", "1", "--decisions-per-day", "20", "--start", "2026-05-04", "--json"]
     result = runner.invoke(app, ["simulate", *options, "--database-url", f"sqlite:///{tmp_path / 'sim.db'}"])
     assert result.exit_code == 0, result.output
@@ -147,7 +148,7 @@ def test_an_unknown_policy_aborts_with_the_services_message(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "3 failed requests in a row" in result.stderr and "unknown policy 'nope'" in result.stderr
     summary = json.loads(result.stdout)
-    assert summary["errors"]["POST /v1/decisions 422"] >= 3 and summary["decisions"] == 0
+    assert summary["errors"]["POST /v1/decisions 404"] >= 3 and summary["decisions"] == 0
     assert summary["aborted"] is not None
 
 

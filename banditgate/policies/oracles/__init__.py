@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from banditgate.policies.oracles.base import ARTIFACT_MAGIC, RewardOracle, sha256_hex
-from banditgate.policies.oracles.features import FeatureSpace, records_to_frame
-from banditgate.policies.oracles.lightgbm_oracle import LightGBMOracle
-from banditgate.policies.oracles.river_oracle import RiverOracle
-from banditgate.policies.oracles.sklearn_oracle import SklearnOracle
 
-ORACLES: dict[str, type[RewardOracle]] = {o.kind: o for o in (LightGBMOracle, SklearnOracle, RiverOracle)}
+if TYPE_CHECKING:
+    from banditgate.policies.oracles.features import FeatureSpace, records_to_frame
+    from banditgate.policies.oracles.lightgbm_oracle import LightGBMOracle
+    from banditgate.policies.oracles.river_oracle import RiverOracle
+    from banditgate.policies.oracles.sklearn_oracle import SklearnOracle
+
+#: Module and class of each oracle kind. Imported on first use: the serving process, the decision process
+#: and the CLI import this package, and LightGBM, scikit-learn, River and pandas take seconds to import.
+_ORACLE_CLASSES = {
+    "lightgbm": ("lightgbm_oracle", "LightGBMOracle"),
+    "sklearn": ("sklearn_oracle", "SklearnOracle"),
+    "river": ("river_oracle", "RiverOracle"),
+}
+_LAZY = {
+    **{cls: module for module, cls in _ORACLE_CLASSES.values()},
+    "FeatureSpace": "features",
+    "records_to_frame": "features",
+}
+
+
+def oracle_class(kind: str) -> type[RewardOracle]:
+    """The oracle class of ``kind`` (imports its library); :class:`ValueError` for an unknown kind."""
+    try:
+        module, name = _ORACLE_CLASSES[kind]
+    except KeyError:
+        raise ValueError(f"unknown oracle {kind!r}; known: {', '.join(sorted(_ORACLE_CLASSES))}") from None
+    cls: type[RewardOracle] = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ORACLES":  # every oracle class by kind (imports them all)
+        return {kind: oracle_class(kind) for kind in _ORACLE_CLASSES}
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_oracle(kind: str, params: dict[str, Any] | None = None) -> RewardOracle:
@@ -30,10 +62,7 @@ def make_oracle(kind: str, params: dict[str, Any] | None = None) -> RewardOracle
 allowed models: hist_gradient_boosting, hist_gradient_boosting_classifier, logistic_regression, random_forest, \
 random_forest_classifier, ridge
     """
-    try:
-        oracle = ORACLES[kind]
-    except KeyError:
-        raise ValueError(f"unknown oracle {kind!r}; known: {', '.join(sorted(ORACLES))}") from None
+    oracle = oracle_class(kind)
     try:
         return oracle(**(params or {}))
     except (TypeError, ValueError) as exc:
@@ -46,9 +75,9 @@ def load_oracle(artifact: bytes) -> RewardOracle:
     if not sep or not header.startswith(ARTIFACT_MAGIC):
         raise ValueError("not a banditgate oracle artifact (bad header)")
     kind = header[len(ARTIFACT_MAGIC) :].decode()
-    if kind not in ORACLES:
+    if kind not in _ORACLE_CLASSES:
         raise ValueError(f"artifact holds an unknown oracle kind {kind!r}")
-    return ORACLES[kind]._from_payload(payload)
+    return oracle_class(kind)._from_payload(payload)
 
 
 __all__ = [
@@ -60,6 +89,7 @@ __all__ = [
     "SklearnOracle",
     "load_oracle",
     "make_oracle",
+    "oracle_class",
     "records_to_frame",
     "sha256_hex",
 ]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
-import pandas as pd
 
 from banditgate.policies.actions import Action, Features
-from banditgate.policies.oracles.features import FeatureSpace
+
+if TYPE_CHECKING:  # the registry validates oracle specs in every serving process: pandas only where a frame is built
+    import pandas as pd
+
+    from banditgate.policies.oracles.features import FeatureSpace
 
 ARTIFACT_MAGIC = b"banditgate-oracle/1 "
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 import ctypes
 import json
 from collections.abc import Sequence
-from typing import Any, Self
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Self
 
-import lightgbm as lgb
 import numpy as np
-import pandas as pd
-from lightgbm.basic import _LIB, _safe_call
 
 from banditgate.policies.actions import Action, Features
 from banditgate.policies.oracles.base import RewardOracle, validate_training_input
-from banditgate.policies.oracles.features import FeatureSpace
 from banditgate.policies.oracles.params import Param
 
 #: The hyper-parameters a configuration may set, with their types and ranges. Each is passed to LightGBM as one
@@ -30,14 +27,30 @@ PARAMETERS = {
     "odds_multiplier": Param(float, low=0.0, open_low=True),
 }
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 # Arguments of LGBM_BoosterPredictForMat (lightgbm/c_api.h), built once.
-_PREDICT_FOR_MAT = _LIB.LGBM_BoosterPredictForMat
 _FLOAT64 = ctypes.c_int(1)  # C_API_DTYPE_FLOAT64
 _ROW_MAJOR = ctypes.c_int(1)
 _PREDICT_NORMAL = ctypes.c_int(0)  # C_API_PREDICT_NORMAL: probabilities for cross_entropy, like predict()
 _FIRST_ITERATION = ctypes.c_int(0)
 _ALL_ITERATIONS = ctypes.c_int(-1)
 _ONE_THREAD = ctypes.c_char_p(b"num_threads=1")
+# LightGBM (and the scikit-learn and pandas it imports: seconds) is imported when a model is first trained or
+# loaded, not when a policy spec naming this oracle is validated; :func:`_lightgbm` fills these in.
+_PREDICT_FOR_MAT: Any = None
+_safe_call: Any = None
+
+
+def _lightgbm() -> ModuleType:
+    global _PREDICT_FOR_MAT, _safe_call
+    import lightgbm
+    from lightgbm.basic import _LIB
+    from lightgbm.basic import _safe_call as safe_call
+
+    _PREDICT_FOR_MAT, _safe_call = _LIB.LGBM_BoosterPredictForMat, safe_call
+    return lightgbm
 
 
 class LightGBMOracle(RewardOracle):
@@ -114,6 +127,9 @@ class LightGBMOracle(RewardOracle):
         }
 
     def fit(self, frame: pd.DataFrame, rewards: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:
+        from banditgate.policies.oracles.features import FeatureSpace
+
+        lgb = _lightgbm()
         rewards, sample_weight = validate_training_input(frame, rewards, sample_weight)
         objective = self.objective
         if objective == "auto":
@@ -189,10 +205,12 @@ class LightGBMOracle(RewardOracle):
 
     @classmethod
     def _from_payload(cls, payload: bytes) -> Self:
+        from banditgate.policies.oracles.features import FeatureSpace
+
         data = json.loads(payload)
         oracle = cls(**data["hyperparameters"])
         oracle.space_ = FeatureSpace.from_dict(data["space"])
-        oracle.booster_ = lgb.Booster(model_str=data["booster"])
+        oracle.booster_ = _lightgbm().Booster(model_str=data["booster"])
         return oracle
 
 

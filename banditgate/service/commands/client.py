@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -22,6 +21,8 @@ def request(
 
     A refusal's structured detail (a JSON object, such as a promotion gate's report) is printed under it.
     """
+    import httpx  # here, not at the top: every command line (even --help) imports this module
+
     headers = {"X-API-Key": api_key} if api_key else {}
     if actor:
         headers["X-Actor"] = actor

@@ -11,12 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from banditgate.ledger.db import make_engine, make_sessionmaker
-from banditgate.ledger.migrate import upgrade
-from banditgate.ledger.registry import UnknownPolicy
-from banditgate.pipelines.evaluate import NothingToEvaluate, evaluate, render_html
 from banditgate.service.commands.retrain import SHOWN_ESTIMATORS, parse_as_of
-from banditgate.service.settings import Settings
 
 
 def evaluate_command(
@@ -29,6 +24,13 @@ def evaluate_command(
 ) -> None:
     """Evaluate a generation off-policy against the deployed one and uniform random, on matured decisions
     logged after its training window (it never saw them); writes JSON and HTML reports with plots."""
+    # Imported here, not at the top: every command line (even --help) imports this module.
+    from banditgate.ledger.db import make_engine, make_sessionmaker
+    from banditgate.ledger.migrate import upgrade
+    from banditgate.ledger.registry import UnknownPolicy
+    from banditgate.pipelines.evaluate import NothingToEvaluate, evaluate, render_html
+    from banditgate.service.settings import Settings
+
     settings = Settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)  # like the service at start-up: the models read columns newer ledgers have

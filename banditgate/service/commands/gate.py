@@ -5,23 +5,17 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from banditgate.ledger.artifacts import ArtifactError
-from banditgate.ledger.db import make_engine, make_sessionmaker
-from banditgate.ledger.gate_evaluations import gate_history, store_gate_evaluation
-from banditgate.ledger.migrate import upgrade
-from banditgate.ledger.promotion import UnknownGeneration
-from banditgate.ledger.registry import UnknownPolicy
 from banditgate.monitoring.blind_period import SCENARIOS
-from banditgate.monitoring.gate import GateResult, evaluate_gate
-from banditgate.monitoring.report import write_gate_report
 from banditgate.service.commands.retrain import parse_as_of
-from banditgate.service.settings import Settings
+
+if TYPE_CHECKING:
+    from banditgate.monitoring.gate import GateResult
 
 #: Exit status when the gate could not be evaluated (unknown policy or generation, unreadable artifact);
 #: 0, 1 and 2 are the levels, and typer's own usage errors also exit 2.
@@ -54,6 +48,17 @@ def gate_command(
     if what_if is not None and what_if not in SCENARIOS:
         typer.secho(f"--what-if must be one of {', '.join(SCENARIOS)}, got {what_if!r}", fg="red", err=True)
         raise typer.Exit(EXIT_ERROR)
+    # Imported here, not at the top: every command line (even --help) imports this module.
+    from banditgate.ledger.artifacts import ArtifactError
+    from banditgate.ledger.db import make_engine, make_sessionmaker
+    from banditgate.ledger.gate_evaluations import gate_history, store_gate_evaluation
+    from banditgate.ledger.migrate import upgrade
+    from banditgate.ledger.promotion import UnknownGeneration
+    from banditgate.ledger.registry import UnknownPolicy
+    from banditgate.monitoring.gate import evaluate_gate
+    from banditgate.monitoring.report import write_gate_report
+    from banditgate.service.settings import Settings
+
     settings = Settings()
     changes = {} if window_days is None else {"window_days": window_days}
     options = settings.gate_for(policy).options(**changes)

@@ -10,12 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from banditgate.ledger.db import make_engine, make_sessionmaker
-from banditgate.ledger.migrate import upgrade
-from banditgate.ledger.registry import UnknownPolicy
-from banditgate.pipelines.health import HEALTH_COLUMNS, generation_health, health_rows
 from banditgate.service.commands.retrain import parse_as_of
-from banditgate.service.settings import Settings
 
 
 def health_command(
@@ -28,6 +23,13 @@ def health_command(
     """Health of every generation that served traffic: realised reward with its interval, the oracle's
     calibration on its own decisions, score shift from the previous generation, ESS per action, and an
     oscillation flag (significant reward changes alternating in sign between generations)."""
+    # Imported here, not at the top: every command line (even --help) imports this module.
+    from banditgate.ledger.db import make_engine, make_sessionmaker
+    from banditgate.ledger.migrate import upgrade
+    from banditgate.ledger.registry import UnknownPolicy
+    from banditgate.pipelines.health import HEALTH_COLUMNS, generation_health, health_rows
+    from banditgate.service.settings import Settings
+
     settings = Settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)  # like the service at start-up: the models read columns newer ledgers have

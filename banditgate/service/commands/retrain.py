@@ -7,22 +7,20 @@ import logging
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.orm import Session, sessionmaker
 
-from banditgate.ledger.db import make_engine, make_sessionmaker
-from banditgate.ledger.migrate import upgrade
-from banditgate.ledger.registry import UnknownPolicy
-from banditgate.ledger.types import check_time
-from banditgate.monitoring.gate import prepare_reference
-from banditgate.pipelines.retrain import NotEnoughData, RetrainOptions, RetrainResult, retrain
 from banditgate.pipelines.schedule import parse_interval, run_every
-from banditgate.service.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from banditgate.pipelines.retrain import RetrainResult
+    from banditgate.service.settings import Settings
 
 SHOWN_ESTIMATORS = ("snips", "dr", "switch_dr")
 
@@ -35,6 +33,8 @@ def parse_as_of(value: str | None) -> datetime | None:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-25T00:00:00Z)") from None
+    from banditgate.ledger.types import check_time  # SQLAlchemy: not for every command line's start
+
     try:
         return check_time(when if when.tzinfo else when.replace(tzinfo=UTC))
     except (ValueError, OverflowError) as exc:
@@ -77,6 +77,13 @@ def retrain_command(
     Reads BANDITGATE_DATABASE_URL and BANDITGATE_ARTIFACT_DIR like the service. Never deploys: promote the
     candidate with `banditgate promote` once its OPE report is convincing.
     """
+    # Imported here, not at the top: every command line (even --help) imports this module.
+    from banditgate.ledger.db import make_engine, make_sessionmaker
+    from banditgate.ledger.migrate import upgrade
+    from banditgate.ledger.registry import UnknownPolicy
+    from banditgate.pipelines.retrain import NotEnoughData, RetrainOptions, retrain
+    from banditgate.service.settings import Settings
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         options = RetrainOptions(
@@ -134,6 +141,8 @@ def retrain_command(
 def _prepare_gate(sessions: sessionmaker[Session], settings: Settings, result: RetrainResult) -> None:
     """Sample and score the candidate's reference window for the gate now, so that its first evaluation (the
     one a reviewer waits for) costs what later ones do. A failure here leaves the candidate as it is."""
+    from banditgate.monitoring.gate import prepare_reference
+
     generation = result.generation
     started = time.perf_counter()
     try:

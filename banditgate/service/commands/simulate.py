@@ -26,31 +26,23 @@ import functools
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import httpx
 import typer
-from pydantic import ValidationError
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from banditgate.service.app import create_app
-from banditgate.service.settings import Settings
-from banditgate.simulator.clock import start_ending_at_present
-from banditgate.simulator.driver import (
-    SimulatedClockRefused,
-    SimulationError,
-    SimulationSummary,
-    Tally,
-    check_id_prefix,
-    in_process_client,
-    run_simulation,
-)
-from banditgate.simulator.world import PaymentWorld
+# The service, the simulator (pandas, SciPy) and the database client are imported where they are used: every
+# command line (even --help) imports this module.
+if TYPE_CHECKING:
+    import httpx
+
+    from banditgate.service.settings import Settings
+    from banditgate.simulator.driver import SimulationSummary, Tally
+
+    Simulation = Callable[[httpx.AsyncClient], Awaitable[SimulationSummary]]
 
 app = typer.Typer()
 
@@ -63,6 +55,8 @@ class _Unreachable(Exception):
 
 
 def _id_prefix(value: str | None) -> str | None:
+    from banditgate.simulator.driver import check_id_prefix
+
     try:
         return None if value is None else check_id_prefix(value)
     except ValueError as exc:
@@ -157,6 +151,10 @@ def simulate(
         raise typer.BadParameter(
             "only for the in-process service: a --url server uses its own database", param_hint="--database-url"
         )
+    from banditgate.simulator.clock import start_ending_at_present
+    from banditgate.simulator.driver import SimulatedClockRefused, SimulationError, run_simulation
+    from banditgate.simulator.world import PaymentWorld
+
     first_day = _start(start)
     if flush_rewards and first_day is None:
         raise typer.BadParameter(
@@ -223,11 +221,13 @@ def simulate(
         raise typer.Exit(1)
 
 
-Simulation = Callable[[httpx.AsyncClient], Awaitable[SimulationSummary]]
-
-
 async def _in_process(settings: Settings, simulation: Simulation) -> SimulationSummary:
     """Start the service on ``settings`` in this event loop and run ``simulation`` through its ASGI app."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from banditgate.service.app import create_app
+    from banditgate.simulator.driver import in_process_client
+
     try:
         async with in_process_client(create_app(settings)) as client:
             return await simulation(client)
@@ -239,6 +239,8 @@ async def _in_process(settings: Settings, simulation: Simulation) -> SimulationS
 
 async def _remote(url: str, concurrency: int, simulation: Simulation) -> SimulationSummary:
     """Check that the server at ``url`` answers ``/healthz``, then run ``simulation`` against it."""
+    import httpx
+
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as client:
         try:
@@ -252,6 +254,10 @@ async def _remote(url: str, concurrency: int, simulation: Simulation) -> Simulat
 
 def _settings(database_url: str | None) -> Settings:
     """The configured settings with the simulated clock on (and ``database_url`` when given); exit 2 if invalid."""
+    from pydantic import ValidationError
+
+    from banditgate.service.settings import Settings
+
     overrides: dict[str, Any] = {"simulated_clock": True}
     if database_url is not None:
         overrides["database_url"] = database_url
@@ -263,6 +269,9 @@ def _settings(database_url: str | None) -> Settings:
 
 
 def _redacted(database_url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(database_url).render_as_string(hide_password=True)
     except ArgumentError:

@@ -16,7 +16,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
@@ -27,7 +27,6 @@ from banditgate.ledger.artifacts import ArtifactError
 from banditgate.ledger.gate_evaluations import gate_history, latest_gate_evaluation, store_gate_evaluation
 from banditgate.ledger.models import Generation
 from banditgate.ledger.types import utcnow
-from banditgate.monitoring.gate import GateOptions, GateResult, evaluate_gate
 from banditgate.monitoring.promotion_gate import Override, SufficiencyGate
 from banditgate.service.deps import get_runtime, get_session, require_admin
 from banditgate.service.policy_cache import serving_policy
@@ -40,6 +39,9 @@ from banditgate.service.schemas import (
     Timestamp,
     error_responses,
 )
+
+if TYPE_CHECKING:
+    from banditgate.monitoring.gate import GateOptions, GateResult
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/policies", tags=["generations"])
@@ -253,6 +255,10 @@ def _evaluate(
     options: GateOptions,
     what_if: str | None = None,
 ) -> GateResult:
+    # The gate's evidence stack (pandas, SciPy, evidently) is imported by the first evaluation, not by every
+    # serving process at start-up: a worker must start within the supervisor's health-check timeout.
+    from banditgate.monitoring.gate import evaluate_gate
+
     with runtime.sessions() as session, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # evidently's pandas deprecations
         history = [row.report for row in gate_history(session, name, number)]
