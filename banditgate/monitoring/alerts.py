@@ -40,7 +40,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from banditgate.monitoring.sufficiency import Level
+from banditgate.monitoring.sufficiency import Level, level_between
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def level_alerts(
             raise ValueError(f"step {step}: a level needs a score and a missing level a missing score")
         if score is not None:
             _unit_value("scores", step, score)
-            if _level_of(score, sufficient, degraded) != level:
+            if level_between(score, sufficient, degraded) != level:
                 raise ValueError(
                     f"step {step}: level {level} does not match score {score} under the thresholds "
                     f"degraded={degraded}, sufficient={sufficient}"
@@ -180,16 +180,10 @@ def level_alerts(
         if baseline is None or score is None:
             baseline = level  # not below the baseline, so at or above it
         else:
-            confirmed = _level_of(score - margin, sufficient, degraded)
+            confirmed = level_between(score - margin, sufficient, degraded)
             baseline = max(baseline, min(level, confirmed, key=_rank), key=_rank)
         alerts.append(LevelAlert(level, baseline, False))
     return alerts
-
-
-def _level_of(score: float, sufficient: float, degraded: float) -> Level:
-    if score >= sufficient:
-        return Level.SUFFICIENT
-    return Level.DEGRADED if score >= degraded else Level.INSUFFICIENT
 
 
 def _rank(level: Level) -> int:
