@@ -144,7 +144,8 @@ def level_alerts(
 
     With ``scores`` (S at each step, None where the level is None), each level must be the one the thresholds
     ``degraded < sufficient`` give its score (a threshold belongs to the better level), and the baseline rises
-    only to the best level whose threshold the score clears by ``margin``.
+    only to the best level whose threshold the score clears by ``margin``. A level whose score is None (one
+    not read from S, e.g. too little evidence to judge) counts by itself, as without ``scores``.
 
     >>> [a.raised_now for a in level_alerts(["DEGRADED", "SUFFICIENT", None, "INSUFFICIENT", "DEGRADED"])]
     [False, False, False, True, False]
@@ -161,8 +162,8 @@ def level_alerts(
     baseline: Level | None = None
     for step, level in enumerate(observed):
         score = None if scores is None else scores[step]
-        if scores is not None and (level is None) != (score is None):
-            raise ValueError(f"step {step}: a level needs a score and a missing level a missing score")
+        if level is None and score is not None:
+            raise ValueError(f"step {step}: a missing level needs a missing score")
         if score is not None:
             _unit_value("scores", step, score)
             if level_between(score, sufficient, degraded) != level:
