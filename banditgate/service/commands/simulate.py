@@ -10,7 +10,7 @@ Usage::
     banditgate simulate --days 10 --url http://127.0.0.1:8000 --flush-rewards --json > run.json
 
 Exit codes: 0 done without a failed request; 1 some requests failed, the run was aborted, or the server refuses
-simulated time; 2 bad options or settings; 3 the service cannot be reached or started.
+simulated time; 3 the service cannot be reached or started; 64 bad options or settings.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from banditgate.service.app import create_app
+from banditgate.service.commands.exits import EXIT_USAGE
 from banditgate.service.settings import Settings
 from banditgate.simulator.driver import (
     SimulatedClockRefused,
@@ -206,7 +207,7 @@ async def _remote(url: str, concurrency: int, simulation: Simulation) -> Simulat
 
 
 def _settings(database_url: str | None) -> Settings:
-    """The configured settings with the simulated clock on (and ``database_url`` when given); exit 2 if invalid."""
+    """The configured settings with the simulated clock on (and ``database_url`` when given); exit 64 if invalid."""
     overrides: dict[str, Any] = {"simulated_clock": True}
     if database_url is not None:
         overrides["database_url"] = database_url
@@ -214,7 +215,7 @@ def _settings(database_url: str | None) -> Settings:
         return Settings(**overrides)
     except (ValidationError, ValueError) as exc:
         typer.secho(f"invalid settings: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _redacted(database_url: str) -> str:
