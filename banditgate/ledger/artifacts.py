@@ -1,7 +1,9 @@
 """What a generation serves with: its oracle (loaded from its artifact, sha256 checked) and its rule.
 
-One place for both, used by serving, retraining, evaluation and health reports alike, so an offline report
-judges exactly the policy that serves.
+One place for both, used by serving, retraining, evaluation, health reports and the gate alike, so an offline
+report judges exactly the policy that serves, and every artifact read back passes the same checks: its path
+stays inside the artifact directory and its bytes match the registry's sha256 *before* they are deserialised
+(scikit-learn and River artifacts are pickles, which run code as they load).
 """
 
 from __future__ import annotations
@@ -18,21 +20,43 @@ class ArtifactError(RuntimeError):
 
 
 def load_artifact(generation: Generation, artifact_dir: Path) -> RewardOracle:
-    """The generation's fitted oracle, refused unless the file matches the registry's sha256."""
-    path = Path(generation.artifact_path or "")
-    if not path.is_absolute():
-        path = artifact_dir / path
+    """The generation's fitted oracle, refused unless the file lies inside ``artifact_dir`` and matches the
+    registry's sha256; the bytes are deserialised only after both checks."""
+    path = artifact_file(artifact_dir, generation.artifact_path or "")
+    what = f"artifact {path} of {generation.policy} gen {generation.number}"
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ArtifactError(f"cannot read artifact of {generation.policy} gen {generation.number}: {exc}") from exc
+        raise ArtifactError(f"cannot read {what}: {exc}") from exc
     digest = sha256_hex(data)
     if digest != generation.artifact_sha256:
         raise ArtifactError(
-            f"artifact {path} of {generation.policy} gen {generation.number} has sha256 {digest}, "
-            f"registry says {generation.artifact_sha256}: refusing to serve it"
+            f"{what} has sha256 {digest}, registry says {generation.artifact_sha256}: refusing to load it"
         )
-    return load_oracle(data)
+    try:
+        return load_oracle(data)
+    except Exception as exc:  # the registry's own bytes, yet not a model this version can load
+        raise ArtifactError(f"cannot load {what}: {exc}") from exc
+
+
+def artifact_file(artifact_dir: Path, artifact_path: str) -> Path:
+    """The file a registry row's ``artifact_path`` names, refused unless it lies inside ``artifact_dir``.
+
+    Stored paths are relative (:func:`~banditgate.ledger.registry.store_artifact`); an absolute one, ``..`` or a
+    symbolic link leading out of the directory would make the service read a file it did not write.
+
+    >>> artifact_file(Path("/srv/artifacts"), "default/generation-00001.oracle").as_posix()
+    '/srv/artifacts/default/generation-00001.oracle'
+    >>> artifact_file(Path("/srv/artifacts"), "../../etc/passwd")
+    Traceback (most recent call last):
+    ...
+    banditgate.ledger.artifacts.ArtifactError: artifact path '../../etc/passwd' leads outside the artifact directory
+    """
+    root = artifact_dir.resolve()
+    path = (root / artifact_path).resolve()
+    if not artifact_path or not path.is_relative_to(root) or path == root:
+        raise ArtifactError(f"artifact path {artifact_path!r} leads outside the artifact directory")
+    return path
 
 
 def generation_rule(policy: Policy, generation: Generation) -> ExplorationRule:

@@ -6,6 +6,7 @@ Functions take a session and run inside the caller's transaction; writers call t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,24 @@ from banditgate.ledger.models import AuditEvent, Generation, Policy
 from banditgate.ledger.types import utcnow
 from banditgate.policies.exploration import make_rule
 from banditgate.policies.oracles import make_oracle, sha256_hex
+
+#: Policy names: they name directories of the artifact directory and report files, so no separators.
+POLICY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def check_policy_name(name: str) -> str:
+    """``name`` if it is a valid policy name, else a ValueError saying what one is.
+
+    >>> check_policy_name("../etc")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid policy name '../etc': a letter or digit, then letters, digits, '_', '.', '-' (at most 64)
+    """
+    if not isinstance(name, str) or re.fullmatch(POLICY_NAME_PATTERN, name) is None:
+        raise ValueError(
+            f"invalid policy name {name!r}: a letter or digit, then letters, digits, '_', '.', '-' (at most 64)"
+        )
+    return name
 
 
 class UnknownPolicy(LookupError):
@@ -83,6 +102,7 @@ def put_policy(session: Session, name: str, spec: PolicySpec, actor: str, reason
 
     Returns the policy and whether it was created. Every change is recorded as an audit event.
     """
+    check_policy_name(name)
     now = utcnow()
     policy = session.get(Policy, name)
     created = policy is None
@@ -132,7 +152,7 @@ def store_artifact(artifact_dir: Path, policy: str, number: int, data: bytes) ->
 
     Written to a temporary name and renamed, so a serving process never reads a half-written file.
     """
-    relative = Path(policy) / f"generation-{number:05d}.oracle"
+    relative = Path(check_policy_name(policy)) / f"generation-{number:05d}.oracle"
     path = artifact_dir / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")

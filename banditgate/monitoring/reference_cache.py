@@ -7,8 +7,10 @@ are named by a digest of everything they depend on (see ``read_evidence`` and ``
 of window, sample size, seed, model or rule misses the cache instead of reading a stale entry; labels, which
 keep arriving, are never cached.
 
-Entries are pickles, written atomically, in a directory under the artifact directory: it holds the models
-the service loads, so whoever can write it can already change what the service serves.
+Entries are pickles, written atomically, in a directory under the artifact directory. They are read back by an
+unpickler that accepts only what the gate stores (data frames, arrays, its scores): an entry naming any other
+class or function, which is how a pickle runs code, is refused unread and costs a recomputation, so a file planted
+in the directory cannot run code in the gate.
 
 Example
 -------
@@ -36,6 +38,37 @@ import orjson
 
 log = logging.getLogger(__name__)
 
+#: The classes and functions an entry may name: those of the frames (with a UTC timestamp column), arrays and
+#: scores the gate caches. An entry that a later pandas or numpy pickles with other names is refused: a miss.
+_ALLOWED = frozenset(
+    {
+        ("banditgate.monitoring.gate", "_Scored"),
+        ("builtins", "slice"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"),
+        ("pandas._libs.internals", "_unpickle_block"),
+        ("pandas.core.arrays.datetimes", "DatetimeArray"),
+        ("pandas.core.dtypes.dtypes", "DatetimeTZDtype"),
+        ("pandas.core.frame", "DataFrame"),
+        ("pandas.core.indexes.base", "Index"),
+        ("pandas.core.indexes.base", "_new_Index"),
+        ("pandas.core.indexes.range", "RangeIndex"),
+        ("pandas.core.internals.managers", "BlockManager"),
+    }
+)
+
+
+class _EntryUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not something the gate caches")
+        return super().find_class(module, name)
+
 
 class ReferenceCache:
     """Cached reference statistics in ``directory`` (created on first store).
@@ -60,7 +93,7 @@ class ReferenceCache:
         path = self.directory / f"{name}.pickle"
         try:
             with path.open("rb") as file:
-                return pickle.load(file)
+                return _EntryUnpickler(file).load()
         except FileNotFoundError:
             return None
         except Exception as exc:  # a truncated or foreign file costs a recomputation, never an evaluation

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -57,20 +58,93 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _error(status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> Response:
     # ASCII-escaped JSON: a message may quote client input, and that must never fail to encode.
-    body = json.dumps({"message": message, "detail": detail}, ensure_ascii=True, default=str)
+    if isinstance(detail, str):
+        detail = printable(detail)
+    body = json.dumps({"message": printable(message), "detail": detail}, ensure_ascii=True, default=str)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+#: Control, format (bidirectional overrides, zero-width), surrogate and line/paragraph separator characters.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """``text`` with control, format and surrogate characters written as ``\\uXXXX``.
+
+    Messages quote client input (field names, ids, JSON excerpts); a raw control character or a lone
+    surrogate in them would garble a terminal or a log line, or fail a strict client's JSON decoder.
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
+
+
+#: Python's JSON error messages, said the way a client reads them.
+_JSON_PROBLEMS = {
+    "Expecting ':' delimiter": "expected ':' after a property name",
+    "Expecting property name enclosed in double quotes": "expected a property name in double quotes",
+    "Expecting value": "expected a value",
+    "Unterminated string starting at": "unterminated string",
+    "Invalid control character at": "unescaped control character in a string (write it as \\u00XX)",
+    "Invalid \\escape": "invalid escape in a string",
+    "Invalid \\uXXXX escape": "invalid \\uXXXX escape in a string",
+    "Extra data": "more data after the JSON document",
+}
+
+
+def _json_problem(error: dict[str, Any], document: Any) -> tuple[str, dict[str, Any]]:
+    """Where and what in a body that is not JSON: one message line and its structured detail."""
+    position = error["loc"][-1] if isinstance(error["loc"][-1], int) else 0
+    text = document if isinstance(document, str) else ""
+    reason = str(error.get("ctx", {}).get("error", "not JSON"))
+    if reason == "Expecting ',' delimiter":
+        what = f"expected ',' or '{_closing_bracket(text, position)}'"
+    else:
+        what = _JSON_PROBLEMS.get(reason, reason[:1].lower() + reason[1:])
+    if position >= len(text.rstrip()):
+        what += " (the document ends early)"
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    excerpt = text[max(0, position - 20) : position + 20]
+    message = f"body: invalid JSON at line {line}, column {column} (character {position}): {what}"
+    if excerpt.strip():
+        message += f", near '{printable(excerpt)}'"
+    detail = {"loc": [], "msg": what, "type": "json_invalid", "line": line, "column": column, "position": position}
+    return message, detail
+
+
+def _closing_bracket(text: str, position: int) -> str:
+    """The bracket that closes the object or array open at ``position`` of a JSON text."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for char in text[:position]:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            stack.append("}" if char == "{" else "]")
+        elif char in "}]" and stack:
+            stack.pop()
+    return stack[-1] if stack else "}"
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     """422 with one readable line plus the structured errors (never echoing the input: it may hold NaN)."""
     assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if errors and errors[0].get("type") == "json_invalid":
+        message, detail = _json_problem(errors[0], exc.body)
+        return _error(422, message, [detail])
     details = []
-    for error in exc.errors():
-        loc = [str(part) for part in error.get("loc", ()) if part != "body"]
-        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    for error in errors:
+        loc = [printable(str(part)) for part in error.get("loc", ()) if part != "body"]
+        message = printable(str(error.get("msg", "invalid value")).removeprefix("Value error, "))
         if error.get("type") == "model_attributes_type" and not loc:
             message = "the body must be a JSON object, sent with Content-Type: application/json"
-        details.append({"loc": loc, "msg": message, "type": error.get("type", "value_error")})
+        detail = {"loc": loc, "msg": message, "type": error.get("type", "value_error")}
+        if detail not in details:  # a body read by the route and by one of its dependencies is checked twice
+            details.append(detail)
     summary = "; ".join(f"{'.'.join(d['loc']) or 'body'}: {d['msg']}" for d in details)
     return _error(422, summary or "invalid request", details)
 

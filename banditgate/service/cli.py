@@ -89,6 +89,7 @@ def serve(
     """Run the decision service (embedded SQLite by default: BANDITGATE_DATABASE_URL changes it)."""
     import uvicorn
 
+    from banditgate.service.http_server import uvicorn_options
     from banditgate.service.runtime import prepare_ledger
 
     _use_config(config)
@@ -111,6 +112,7 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        **uvicorn_options(settings),
     )
 
 

@@ -50,7 +50,7 @@ class DecisionOutcome:
     """The answer to a decision request.
 
     ``status`` 200 with ``body`` the JSON of a :class:`~banditgate.service.schemas.DecisionResponse`, or an
-    error status (409 for a ``decision_id`` reused for another request, 422 for an unknown policy) with
+    error status (409 for a ``decision_id`` reused for another request, 404 for an unknown policy) with
     ``body`` the message. ``new`` is set when this request logged the decision (not for a replay).
     """
 
@@ -99,7 +99,7 @@ class LocalDecisionService(DecisionService):
                 asked.context, asked.actions, asked.decision_id, asked.policy, asked.now
             )
         except UnknownPolicy as exc:
-            return DecisionOutcome(422, f"policy: {exc}".encode())
+            return DecisionOutcome(404, f"policy: {exc}".encode())
         stored = await self.decision_log.log_decision(record)
         if stored is not record:
             if stored.request_sha256 != record.request_sha256:

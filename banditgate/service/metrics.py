@@ -41,6 +41,11 @@ DECISION_FALLBACKS = Counter(
 DECISION_PROCESS_RESTARTS = Counter(
     "banditgate_decision_process_restarts_total", "Decision processes restarted after they died unexpectedly"
 )
+SLOW_CLIENTS = Counter(
+    "banditgate_http_slow_clients_total",
+    "Connections closed because their request head was not complete in time (too_slow) or too large (too_large)",
+    ["reason"],
+)
 REWARDS = Counter("banditgate_rewards_total", "Rewards received, by kind and outcome", ["kind", "status"])
 
 _action_labels: dict[str, set[str]] = {}

@@ -6,6 +6,7 @@ Every constraint here produces a 422 whose message names the field and the probl
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
@@ -27,6 +29,9 @@ MAX_ACTIONS = 64
 MAX_FEATURES = 256
 MAX_STRING = 256
 MAX_ABS_INT = 2**63 - 1
+#: What the OpenAPI document says of text fields (they refuse NUL, see ``_check_text``) and of reasons (not blank).
+NO_NUL_PATTERN = r"^[^\x00]*$"
+NOT_BLANK_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 
 def _check_text(value: str) -> str:
@@ -43,7 +48,38 @@ def _check_text(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_check_text)]
+Text = Annotated[str, AfterValidator(_check_text), Field(json_schema_extra={"pattern": NO_NUL_PATTERN})]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank: say why (and, for an override, who); it is kept in the audit trail")
+    return value
+
+
+#: Why a change is made: kept in the audit trail, so it must say something.
+Reason = Annotated[
+    Text,
+    StringConstraints(max_length=2000),
+    AfterValidator(_not_blank),
+    Field(json_schema_extra={"pattern": NOT_BLANK_PATTERN}),
+]
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _date_time_text(value: Any) -> Any:
+    # Pydantic would read a number (and a numeric string, as in a query) as seconds since 1970; the document
+    # says "date-time", so only ISO 8601 text is one.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("must be an ISO 8601 date-time with a time zone, such as 2026-01-05T10:00:00Z")
+    return value
+
+
+#: An ISO 8601 date-time with a time zone, given as text (never a number of seconds).
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
 
 #: Identifiers: visible ASCII, no spaces (UUIDs, transaction references, "route_a", "3ds:force").
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
@@ -89,25 +125,41 @@ def _check_parameters(value: Any, path: str = "", depth: int = 0) -> Any:
 Parameters = Annotated[
     dict[str, Any],
     AfterValidator(_check_parameters),
-    Field(max_length=MAX_FEATURES, description="JSON object: finite numbers, strings, booleans, null, nesting"),
-]
-
-
-Scalar = Annotated[
-    Any,
-    PlainValidator(_check_scalar),
+    Field(max_length=MAX_FEATURES),
     WithJsonSchema(
         {
-            "anyOf": [
-                {"type": "number"},
-                {"type": "string", "maxLength": MAX_STRING},
-                {"type": "boolean"},
-                {"type": "null"},
-            ]
+            "type": "object",
+            "maxProperties": MAX_FEATURES,
+            "propertyNames": {"pattern": NO_NUL_PATTERN},
+            "description": f"JSON object: finite numbers, strings, booleans, null, arrays and objects nested at most "
+            f"{MAX_PARAMETER_DEPTH} levels; no NUL characters",
         }
     ),
 ]
-FlatObject = Annotated[dict[FeatureName, Scalar], Field(max_length=MAX_FEATURES)]
+
+SCALAR_SCHEMA = {
+    "anyOf": [
+        {"type": "number"},
+        {"type": "string", "maxLength": MAX_STRING, "pattern": NO_NUL_PATTERN},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+}
+Scalar = Annotated[Any, PlainValidator(_check_scalar), WithJsonSchema(SCALAR_SCHEMA)]
+# The schema is spelled out: pydantic would document the key constraints as patternProperties, which leaves
+# keys that do not match them unconstrained.
+FlatObject = Annotated[
+    dict[FeatureName, Scalar],
+    Field(max_length=MAX_FEATURES),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_FEATURES,
+            "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": NO_NUL_PATTERN},
+            "additionalProperties": SCALAR_SCHEMA,
+        }
+    ),
+]
 
 
 class StrictModel(BaseModel):
@@ -153,7 +205,7 @@ class DecisionResponse(BaseModel):
 class RewardRequest(StrictModel):
     decision_id: Identifier
     reward: Annotated[float, Field(strict=True, allow_inf_nan=False)]
-    observed_at: AwareDatetime | None = Field(default=None, description="when the outcome happened (default: now)")
+    observed_at: Timestamp | None = Field(default=None, description="when the outcome happened (default: now)")
     kind: RewardKind = "authorisation"
 
     @field_validator("observed_at")
@@ -206,7 +258,7 @@ class DecisionDetail(DecisionResponse):
 class PolicyIn(StrictModel):
     exploration: Annotated[Text, StringConstraints(max_length=32)] = "squarecb"
     exploration_params: Parameters = Field(default_factory=dict)
-    floor: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.01
+    floor: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)] = 0.01
     oracle: Annotated[Text, StringConstraints(max_length=32)] = "lightgbm"
     oracle_params: Parameters = Field(default_factory=dict)
     description: Annotated[Text, StringConstraints(max_length=2000)] = ""
@@ -265,7 +317,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         401: "admin endpoint called without an API key",
         403: "wrong API key, or admin endpoints disabled",
-        404: "not found",
+        404: "not found: the policy, generation or decision named does not exist",
         409: "conflict with what is already logged",
         413: "request body too large",
         422: "invalid request: the message names the field and the problem",

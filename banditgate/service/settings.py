@@ -22,7 +22,6 @@ Example ``banditgate.toml``::
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,12 +31,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS
-from banditgate.ledger.registry import PolicySpec
+from banditgate.ledger.registry import POLICY_NAME_PATTERN, PolicySpec, check_policy_name
 from banditgate.monitoring.gate import GateOptions
 from banditgate.monitoring.sufficiency import preset
 
 CONFIG_ENV = "BANDITGATE_CONFIG"
-POLICY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class GateSettings(BaseModel):
@@ -132,6 +130,29 @@ class Settings(BaseSettings):
         le=3600.0,
         description="a decision process that leaves a request unanswered this long is killed and restarted",
     )
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=600.0,
+        description="a connection whose request line and headers are not complete this long after it opened (or "
+        "after the first byte of its next request) gets a 408 and is closed: slow clients cannot hold connections",
+    )
+    http_max_header_bytes: int = Field(
+        default=65_536,
+        ge=4096,
+        le=1_048_576,
+        description="largest request head (request line and headers); a larger one gets a 431 and is closed",
+    )
+    http_keep_alive_seconds: float = Field(
+        default=5.0, gt=0.0, le=3600.0, description="an idle kept-alive connection is closed after this long"
+    )
+    http_max_connections: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="open connections (or requests in progress) per serving process beyond which a request gets "
+        "an immediate 503 instead of queueing",
+    )
     gc_threshold: int = Field(
         default=50_000,
         ge=0,
@@ -148,8 +169,7 @@ class Settings(BaseSettings):
     @classmethod
     def _policy_names(cls, value: dict[str, PolicySettings]) -> dict[str, PolicySettings]:
         for name in value:
-            if not re.match(POLICY_NAME_PATTERN, name):
-                raise ValueError(f"invalid policy name {name!r}: letters, digits, '_', '.', '-', at most 64")
+            check_policy_name(name)  # re.match accepted a trailing newline
         return value
 
     @model_validator(mode="after")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 
 def require_aware(t: datetime, name: str = "time") -> datetime:
@@ -12,6 +12,31 @@ def require_aware(t: datetime, name: str = "time") -> datetime:
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware, got naive {t.isoformat()}")
     return t
+
+
+def start_ending_at_present(days: int, now: datetime | None = None) -> datetime:
+    """The start of a ``days``-day simulation whose last day ends at the last UTC midnight at or before ``now``.
+
+    A run that ends at the present leaves its ledger where commands that read "as of now" (retraining,
+    evaluation, the gate) find it: its last ``days`` days. Whole UTC days make two runs on the same day cover
+    the same dates.
+
+    Parameters
+    ----------
+    days
+        Simulated days (positive).
+    now
+        The present (timezone-aware; default: the wall clock).
+
+    Examples
+    --------
+    >>> start_ending_at_present(30, datetime(2026, 12, 6, 7, 15, tzinfo=UTC)).isoformat()
+    '2026-11-06T00:00:00+00:00'
+    """
+    if days <= 0:
+        raise ValueError(f"days must be positive, got {days}")
+    now = datetime.now(UTC) if now is None else require_aware(now, "now").astimezone(UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
 
 
 class SimulatedClock:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from banditgate.monitoring.gate import _Scored
 from banditgate.monitoring.reference_cache import ReferenceCache
 
 
@@ -29,3 +35,51 @@ def test_a_cache_path_that_is_a_file_is_skipped_not_fatal(tmp_path: Path) -> Non
     cache = ReferenceCache(tmp_path / "gate-cache")
     cache.store("entry", {"a": 1})
     assert cache.load("entry") is None
+
+
+class _CreatesFile:
+    """Unpickling this creates ``path``: a stand-in for any code a pickle can run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (open, (str(self.path), "w"))
+
+
+def test_a_planted_entry_cannot_run_code(tmp_path: Path) -> None:
+    """Whoever can write the cache directory must not get code run by the gate: the entry is refused unread."""
+    cache = ReferenceCache(tmp_path)
+    marker = tmp_path / "ran"
+    (tmp_path / "entry.pickle").write_bytes(pickle.dumps({"sample": _CreatesFile(marker)}))
+    assert cache.load("entry") is None
+    assert not marker.exists()
+    (tmp_path / "entry.pickle").write_bytes(pickle.dumps(os.system))  # naming a function is enough to refuse
+    assert cache.load("entry") is None
+
+
+def test_what_the_gate_caches_round_trips(tmp_path: Path) -> None:
+    """A reference sample (the columns and dtypes ``read_evidence`` makes) and the scores on it load back equal:
+    the allow-list of the cache's unpickler covers them, so the cache keeps hitting."""
+    sample = pd.DataFrame(
+        {
+            "decision_id": ["d1", "d2"],
+            "decided_at": pd.to_datetime([1_767_225_600_000_000, 1_767_225_601_000_000], unit="us", utc=True),
+            "generation": [1, 1],
+            "action_id": ["a", "b"],
+            "fallback": [False, True],
+            "issuer_country": ["NL", None],
+            "context": [{"amount": 1.5, "country": "NL"}, {}],
+            "actions": [[{"id": "a", "features": {}}], [{"id": "b", "features": {"fee": 2}}]],
+            "probabilities": [[1.0], [0.25]],
+            "held_out": np.array([False, True]),
+        }
+    )
+    scored = _Scored(np.array([0.2, 0.9]), [[0.5, 0.5]], [1])
+    cache = ReferenceCache(tmp_path)
+    cache.store("sample", sample)
+    cache.store("scores", scored)
+    pd.testing.assert_frame_equal(cache.load("sample"), sample)
+    loaded = cache.load("scores")
+    np.testing.assert_array_equal(loaded.chosen, scored.chosen)
+    assert (loaded.probabilities, loaded.greedy) == (scored.probabilities, scored.greedy)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import io
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.linear_model import Ridge
 
 from banditgate.policies.actions import Action
 from banditgate.policies.oracles import (
@@ -21,6 +25,8 @@ from banditgate.policies.oracles import (
     records_to_frame,
     sha256_hex,
 )
+from banditgate.policies.oracles.river_oracle import MODELS
+from banditgate.policies.oracles.sklearn_oracle import ESTIMATORS
 
 ACTIONS = [Action("route_a", {"fee_bps": 10}), Action("route_b", {"fee_bps": 14}), Action("3ds", {"fee_bps": 2})]
 
@@ -56,7 +62,7 @@ def _oracles() -> list[RewardOracle]:
     return [
         LightGBMOracle(num_boost_round=60),
         SklearnOracle(),
-        SklearnOracle(HistGradientBoostingRegressor(max_iter=60), encoding="ordinal"),
+        SklearnOracle("hist_gradient_boosting", {"max_iter": 60}, encoding="ordinal"),
         RiverOracle(),
     ]
 
@@ -146,7 +152,7 @@ def test_river_keeps_learning_online(data) -> None:
 def test_regressor_oracle_for_non_binary_rewards() -> None:
     frame = records_to_frame([{"x": float(i)} for i in range(200)], [Action("a")] * 200)
     rewards = np.arange(200, dtype=float) * 2.5
-    oracle = SklearnOracle(Ridge()).fit(frame, rewards)
+    oracle = SklearnOracle("ridge").fit(frame, rewards)
     assert oracle.predict_decision({"x": 100.0}, [Action("a")])[0] == pytest.approx(250.0, rel=0.01)
     assert LightGBMOracle(num_boost_round=10).fit(frame, rewards).booster_.params["objective"] == "regression"
 
@@ -182,19 +188,125 @@ def test_load_oracle_refuses_foreign_bytes() -> None:
         load_oracle(b"\x80\x04garbage")
 
 
+ALLOWED_ESTIMATORS = "hist_gradient_boosting, hist_gradient_boosting_classifier, logistic_regression, random_forest"
+
+
 @pytest.mark.parametrize(
     ("kind", "params", "message"),
     [
         ("xgboost", {}, "unknown oracle"),
         ("lightgbm", {"trees": 5}, "bad parameters"),
-        ("sklearn", {"estimator": "os.system"}, "inside 'sklearn'"),
-        ("sklearn", {"estimator": "sklearn.linear_model.NoSuchModel"}, "cannot find"),
+        ("lightgbm", {"num_boost_round": "100"}, "num_boost_round must be an integer"),
+        ("lightgbm", {"num_boost_round": 10**9}, "num_boost_round must be an integer in"),
+        ("lightgbm", {"learning_rate": True}, "learning_rate must be a number"),
+        ("lightgbm", {"objective": "regression output_model=/tmp/x"}, "objective must be one of"),
+        ("sklearn", {"estimator": "os.system"}, f"module path; name one of the allowed models: {ALLOWED_ESTIMATORS}"),
+        (
+            "sklearn",
+            {
+                "estimator": "sklearn.utils._testing.assert_run_python_script_without_output",
+                "estimator_params": {"source_code": "print(1)"},
+            },
+            "is a module path",
+        ),
+        ("sklearn", {"estimator": "sklearn.linear_model.NoSuchModel"}, "is a module path"),
+        ("sklearn", {"estimator": "lasso"}, f"unknown estimator 'lasso'; allowed: {ALLOWED_ESTIMATORS}"),
+        ("sklearn", {"estimator": {"class": "Ridge"}}, "must be the name of an allowed model"),
+        ("sklearn", {"estimator": "ridge", "estimator_params": {"copy_X": False}}, "unknown parameter 'copy_X'"),
+        ("sklearn", {"estimator": "ridge", "estimator_params": {"alpha": -1.0}}, r"ridge.alpha must be a number in"),
+        ("sklearn", {"estimator": "random_forest", "estimator_params": {"n_jobs": -1}}, "unknown parameter 'n_jobs'"),
+        ("sklearn", {"estimator": "random_forest", "estimator_params": {"n_estimators": 10**6}}, "n_estimators"),
+        ("sklearn", {"estimator_params": {"C": 1.0, "solver": "cg"}}, "solver must be one of"),
+        ("sklearn", {"estimator": "ridge", "estimator_params": ["alpha"]}, "parameters must be an object"),
+        ("sklearn", {"encoding": "binary"}, "encoding"),
         ("river", {"model": "river.linear_model.LogisticRegression", "model_params": {"nope": 1}}, "bad parameters"),
+        ("river", {"model": "river.tree.HoeffdingTreeClassifier"}, "module path; name one of the allowed models"),
+        ("river", {"model": "builtins.eval"}, "is a module path"),
+        ("river", {"model": "logistic_regression", "model_params": {"optimizer": "Adam"}}, "unknown parameter"),
+        ("river", {"model": "linear_regression", "model_params": {"learning_rate": 0}}, "learning_rate"),
     ],
 )
 def test_make_oracle_refuses_bad_configuration(kind: str, params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_oracle(kind, params)
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "expected"),
+    [
+        ("sklearn", {}, {"estimator": "logistic_regression", "estimator_params": {"max_iter": 1000}}),
+        (
+            "sklearn",
+            {"estimator": "sklearn.linear_model.Ridge", "estimator_params": {"alpha": 2}},
+            {"estimator": "ridge", "estimator_params": {"alpha": 2.0}},
+        ),
+        (
+            "sklearn",
+            {"estimator": "random_forest", "estimator_params": {"max_features": "sqrt", "max_depth": None}},
+            {"estimator": "random_forest", "estimator_params": {"max_features": "sqrt", "max_depth": None}},
+        ),
+        (
+            "river",
+            {"model": "river.linear_model.LinearRegression", "model_params": {"l2": 0.01}},
+            {"model": "linear_regression", "model_params": {"learning_rate": 0.01, "l2": 0.01}},
+        ),
+    ],
+)
+def test_allowed_models_by_name_or_by_the_dotted_path_of_an_allowed_class(kind: str, params, expected) -> None:
+    hyperparameters = make_oracle(kind, params).hyperparameters()
+    assert {k: hyperparameters[k] for k in expected} == expected
+    assert make_oracle(kind, hyperparameters).hyperparameters() == hyperparameters  # what a generation records
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [
+        ("sklearn", {"estimator": "ridge", "estimator_params": {"alpha": 0.5}}),
+        ("sklearn", {"estimator": "random_forest", "estimator_params": {"n_estimators": 20, "random_state": 0}}),
+        ("sklearn", {"estimator": "hist_gradient_boosting_classifier", "estimator_params": {"max_iter": 30}}),
+        ("sklearn", {"estimator": "random_forest_classifier", "estimator_params": {"n_estimators": 20}}),
+        ("river", {"model": "linear_regression", "model_params": {"learning_rate": 0.02}}),
+    ],
+)
+def test_every_allowed_model_fits_scores_and_round_trips(kind: str, params: dict, data) -> None:
+    frame, rewards, contexts, _ = data
+    oracle = make_oracle(kind, params).fit(frame.head(1500), rewards[:1500])
+    restored = load_oracle(oracle.to_bytes())
+    assert restored.hyperparameters() == oracle.hyperparameters()
+    scores = restored.predict_decision(contexts[0], ACTIONS)
+    np.testing.assert_array_equal(scores, oracle.predict_decision(contexts[0], ACTIONS))
+    assert np.all(np.isfinite(scores))
+
+
+def test_allowed_models_name_classes_that_exist() -> None:
+    for spec in [*ESTIMATORS.values(), *MODELS.values()]:
+        cls = spec.model_class()
+        assert spec.path.endswith("." + cls.__name__)
+        assert set(spec.params) - {"learning_rate"} <= set(inspect.signature(cls).parameters), spec.name
+
+
+def test_artifacts_of_unnamed_estimators_still_load(data) -> None:
+    """Artifacts written before estimators were named held the fitted estimator alone: still served."""
+    import joblib
+    from sklearn.linear_model import Ridge
+
+    frame, rewards, contexts, _ = data
+    fitted = SklearnOracle("ridge", {"alpha": 3.0}).fit(frame.head(500), rewards[:500])
+    buffer = io.BytesIO()
+    joblib.dump({"encoding": "onehot", "space": fitted.space_.to_dict(), "estimator": fitted.estimator_}, buffer)
+    restored = load_oracle(b"banditgate-oracle/1 sklearn\n" + buffer.getvalue())
+    assert isinstance(restored.estimator_, Ridge) and restored.estimator_params["alpha"] == 3.0
+    np.testing.assert_array_equal(
+        restored.predict_decision(contexts[0], ACTIONS), fitted.predict_decision(contexts[0], ACTIONS)
+    )
+
+
+def test_importing_the_oracles_does_not_import_sklearn_or_river() -> None:
+    code = "import sys, banditgate.policies.oracles; print(sorted({'sklearn', 'river', 'lightgbm'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    imported = set(ast.literal_eval(result.stdout))
+    assert "river" not in imported
+    assert "sklearn" not in imported or "lightgbm" in imported  # LightGBM imports scikit-learn itself
 
 
 def test_feature_space_encodes_booleans_nulls_and_categories() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -137,7 +138,7 @@ DECISION_CASES = [
     Bad("action-features-is-a-list", decision(actions=[{"id": "x", "features": [1]}]), 422, (r"actions\.0",)),
     Bad("policy-is-a-number", decision(policy=5), 422, ("policy",)),
     Bad("policy-name-with-spaces", decision(policy="no such"), 422, ("policy",)),
-    Bad("unknown-policy", decision(policy="nope"), 422, ("policy", "nope")),
+    Bad("unknown-policy", decision(policy="nope"), 404, ("policy", "nope")),
     Bad("unknown-top-level-field", decision(colour="red"), 422, ("colour", "extra|not permitted")),
     Bad("unknown-action-field", decision(actions=[{"id": "x", "weight": 2}]), 422, (r"actions\.0\.weight",)),
     Bad("malformed-json", b'{"context": {', 422, ("json",)),
@@ -385,3 +386,52 @@ def test_unicode_in_an_error_message_is_not_a_server_error(client: httpx.Client)
     body = b'{"exploration_params":{"\\ud800":1}}'
     response = client.put("/v1/policies/fuzzed", content=body, headers=ADMIN)
     assert_refused(response, Bad("surrogate-parameter-name", body, 422, ("exploration",)))
+
+
+def unprintable(text: str) -> list[str]:
+    """The characters of ``text`` that must never reach a client raw: controls, format characters, surrogates."""
+    return [c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "what"),
+    [
+        (b'{"context": {"a": 1 "b": 2}, "actions": [{"id": "x"}]}', "line 1, column 21", "expected ',' or '}'"),
+        (b'{\n  "context": {},\n  "actions": [{"id": "x"} {"id": "y"}]\n}', "line 3, column 27", "expected ',' or ']'"),
+        (b'{"context": {"a": 1}, "actions" [{"id": "x"}]}', "line 1, column 33", "expected ':'"),
+        (b'{"context": {', "line 1, column 14", "ends early"),
+        (b'{"context": {}, "actions": [{"id": "x"}]} trailing', "line 1, column 43", "after the JSON document"),
+    ],
+    ids=["missing-comma-in-object", "missing-comma-in-array-line-3", "missing-colon", "truncated", "trailing-data"],
+)
+def test_malformed_json_says_where_and_what(client: httpx.Client, body: bytes, where: str, what: str) -> None:
+    """A body that is not JSON gets a 422 naming the line, column and character, and what was expected there."""
+    response = client.post("/v1/decisions", content=body, headers=JSON)
+    assert_refused(response, Bad("malformed", body, 422, (re.escape(where), re.escape(what))))
+    detail = response.json()["detail"][0]
+    assert detail["type"] == "json_invalid"
+    line, column = (int(n) for n in re.findall(r"\d+", where))
+    assert (detail["line"], detail["column"]) == (line, column)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Raw control characters, an escape sequence, a right-to-left override and a CESU-8 lone surrogate
+        # (Python's JSON decoder reads those bytes with surrogatepass) inside a malformed document.
+        b'{"context": {"a": "\x1b[31mred\x07\xed\xa0\x80\xe2\x80\xae" 1}}',
+        b'{"context": {"\x00\x1b[2J": \x01}}',
+        # Valid JSON whose field names quote controls and a surrogate in the validation message.
+        b'{"context": {"\\u001b[31m\\u2028": {"x": 1}}, "actions": [{"id": "x"}]}',
+        b'{"context": {}, "actions": [{"id": "x"}], "\\u0007\\u202e": 1}',
+    ],
+    ids=["malformed-with-controls", "malformed-with-nul", "escaped-controls-in-key", "extra-field-with-controls"],
+)
+def test_error_messages_escape_unprintable_characters(client: httpx.Client, body: bytes) -> None:
+    """Messages never carry a raw control character, format character or lone surrogate: they are escaped."""
+    response = client.post("/v1/decisions", content=body, headers=JSON)
+    assert response.status_code == 422, response.text
+    document = response.json()
+    assert not unprintable(document["message"]), document["message"]
+    assert not unprintable(json.dumps(document["detail"], ensure_ascii=False)), document["detail"]
+    assert "\\u00" in document["message"], document["message"]

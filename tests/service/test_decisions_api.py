@@ -143,5 +143,5 @@ def test_any_decision_can_be_replayed_from_the_log_and_the_artifact(server: Live
 def test_unknown_policy_is_refused(server: LiveServer) -> None:
     with server.client() as client:
         response = client.post("/v1/decisions", json={**BODY, "policy": "nope"})
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert "unknown policy 'nope'" in response.json()["message"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from banditgate.policies.actions import Action
+from banditgate.policies.oracles import make_oracle, records_to_frame
 from banditgate.service.settings import Settings
 from tests.conftest import API_KEY
 from tests.service.helpers import ACTIONS, deploy, train_oracle
@@ -85,7 +89,78 @@ def test_bad_configuration_is_refused(server: LiveServer, body: dict, message: s
     assert response.status_code == 422 and message in response.json()["message"]
 
 
+def test_a_policy_cannot_name_code_to_run(server: LiveServer, tmp_path: Path) -> None:
+    """The oracle configuration once accepted any importable name under ``sklearn.`` with any arguments: this
+    request ran the given Python as the server's user and answered 201."""
+    marker = tmp_path / "code-ran"
+    payload = f"open({str(marker)!r}, 'w').close()"
+    exploit = {
+        "oracle": "sklearn",
+        "oracle_params": {
+            "estimator": "sklearn.utils._testing.assert_run_python_script_without_output",
+            "estimator_params": {"source_code": payload},
+        },
+        "reason": "t",
+    }
+    with server.client() as client:
+        response = client.put("/v1/policies/x", json=exploit, headers=ADMIN)
+        river = client.put(
+            "/v1/policies/x",
+            json={
+                "oracle": "river",
+                "oracle_params": {"model": "river.compat.convert_sklearn_to_river"},
+                "reason": "t",
+            },
+            headers=ADMIN,
+        )
+        created = client.get("/v1/policies/x")
+    assert response.status_code == 422, response.text
+    message = response.json()["message"]
+    assert "module path" in message and "hist_gradient_boosting, hist_gradient_boosting_classifier" in message
+    assert river.status_code == 422 and "module path" in river.json()["message"]
+    assert created.status_code == 404
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("oracle_params", "message"),
+    [
+        ({"estimator": "ridge", "estimator_params": {"alpha": "1; import os"}}, "ridge.alpha must be a number"),
+        ({"estimator": "ridge", "estimator_params": {"positive": True}}, "unknown parameter 'positive'"),
+        ({"estimator": "svr"}, "unknown estimator 'svr'; allowed: hist_gradient_boosting"),
+    ],
+)
+def test_sklearn_estimators_and_their_parameters_are_checked(server: LiveServer, oracle_params, message) -> None:
+    body = {"oracle": "sklearn", "oracle_params": oracle_params, "reason": "t"}
+    with server.client() as client:
+        response = client.put("/v1/policies/x", json=body, headers=ADMIN)
+    assert response.status_code == 422 and message in response.json()["message"]
+
+
+def test_an_allowed_estimator_is_configured_and_serves(server: LiveServer) -> None:
+    body = {"oracle": "sklearn", "oracle_params": {"estimator": "ridge", "estimator_params": {"alpha": 2}}}
+    with server.client() as client:
+        created = client.put("/v1/policies/ridge", json={**body, "reason": "t"}, headers=ADMIN)
+    assert created.status_code == 201, created.text
+    assert created.json()["oracle_params"] == body["oracle_params"]
+    frame, rewards = logged_frame()
+    deploy(server, "ridge", make_oracle("sklearn", created.json()["oracle_params"]).fit(frame, rewards))
+    with server.client() as client:
+        decision = client.post(
+            "/v1/decisions", json={"context": {"amount_eur": 20.0}, "actions": ACTIONS, "policy": "ridge"}
+        ).json()
+    assert decision["generation"] == 1 and decision["exploration"] == "squarecb"
+
+
 def test_unknown_policy_is_404(server: LiveServer) -> None:
     with server.client() as client:
         response = client.get("/v1/policies/nope")
     assert response.status_code == 404 and "nope" in response.json()["message"]
+
+
+def logged_frame(n: int = 600) -> tuple:
+    rng = np.random.default_rng(0)
+    contexts = [{"amount_eur": float(a)} for a in rng.uniform(1, 500, n)]
+    actions = [Action(ACTIONS[i]["id"], ACTIONS[i].get("features", {})) for i in rng.integers(0, len(ACTIONS), n)]
+    rewards = np.array([float(a.id == "3ds") * c["amount_eur"] / 500 for c, a in zip(contexts, actions, strict=True)])
+    return records_to_frame(contexts, actions), rewards

@@ -13,6 +13,7 @@ import httpx
 import uvicorn
 
 from banditgate.service.app import create_app
+from banditgate.service.http_server import uvicorn_options
 from banditgate.service.runtime import Runtime
 from banditgate.service.settings import Settings
 
@@ -41,7 +42,14 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            **uvicorn_options(settings),
+        )
         self._server = _Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from banditgate.policies.oracles.base import ARTIFACT_MAGIC, RewardOracle, sha256_hex
@@ -14,50 +13,31 @@ from banditgate.policies.oracles.sklearn_oracle import SklearnOracle
 ORACLES: dict[str, type[RewardOracle]] = {o.kind: o for o in (LightGBMOracle, SklearnOracle, RiverOracle)}
 
 
-#: Oracle parameter that may name a model class by dotted path, and the package it must come from.
-_MODEL_PARAMETER = {"sklearn": ("estimator", "sklearn"), "river": ("model", "river")}
-
-
 def make_oracle(kind: str, params: dict[str, Any] | None = None) -> RewardOracle:
     """An unfitted oracle from its kind and JSON hyper-parameters, with a clear error for either being wrong.
 
-    scikit-learn and River models are named by dotted path with their own parameters, e.g.
-    ``{"estimator": "sklearn.ensemble.HistGradientBoostingRegressor", "estimator_params": {"max_iter": 50}}``.
+    Configurations come from requests and settings files: scikit-learn and River models are named from an
+    allow-list (:data:`~banditgate.policies.oracles.sklearn_oracle.ESTIMATORS`,
+    :data:`~banditgate.policies.oracles.river_oracle.MODELS`) with their declared parameters, e.g.
+    ``{"estimator": "hist_gradient_boosting", "estimator_params": {"max_iter": 50}}``; nothing names a module.
 
-    >>> params = {"estimator": "sklearn.linear_model.Ridge", "estimator_params": {"alpha": 2.0}}
-    >>> make_oracle("sklearn", params).estimator
-    Ridge(alpha=2.0)
+    >>> make_oracle("sklearn", {"estimator": "ridge", "estimator_params": {"alpha": 2.0}}).hyperparameters()
+    {'estimator': 'ridge', 'estimator_params': {'alpha': 2.0}, 'encoding': 'onehot'}
+    >>> make_oracle("sklearn", {"estimator": "os.system"})
+    Traceback (most recent call last):
+    ...
+    ValueError: bad parameters for oracle 'sklearn': estimator 'os.system' is a module path; name one of the \
+allowed models: hist_gradient_boosting, hist_gradient_boosting_classifier, logistic_regression, random_forest, \
+random_forest_classifier, ridge
     """
     try:
         oracle = ORACLES[kind]
     except KeyError:
         raise ValueError(f"unknown oracle {kind!r}; known: {', '.join(sorted(ORACLES))}") from None
-    params = dict(params or {})
-    if kind in _MODEL_PARAMETER:
-        name, package = _MODEL_PARAMETER[kind]
-        model_params = params.pop(f"{name}_params", {})
-        if isinstance(params.get(name), str):
-            params[name] = _instantiate(params[name], package, model_params)
-        elif model_params:
-            raise ValueError(f"{name}_params given without {name}")
     try:
-        return oracle(**params)
-    except TypeError as exc:
+        return oracle(**(params or {}))
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"bad parameters for oracle {kind!r}: {exc}") from None
-
-
-def _instantiate(path: str, package: str, params: dict[str, Any]) -> Any:
-    # Only classes of the model library itself: a policy configuration must not import arbitrary code.
-    module_name, _, class_name = path.rpartition(".")
-    if not path.startswith(package + ".") or not class_name:
-        raise ValueError(f"model class must be a dotted path inside {package!r}, got {path!r}")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-        return cls(**params)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot find model class {path!r}: {exc}") from None
-    except TypeError as exc:
-        raise ValueError(f"bad parameters for {path!r}: {exc}") from None
 
 
 def load_oracle(artifact: bytes) -> RewardOracle:

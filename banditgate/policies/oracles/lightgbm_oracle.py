@@ -15,6 +15,20 @@ from lightgbm.basic import _LIB, _safe_call
 from banditgate.policies.actions import Action, Features
 from banditgate.policies.oracles.base import RewardOracle, validate_training_input
 from banditgate.policies.oracles.features import FeatureSpace
+from banditgate.policies.oracles.params import Param
+
+#: The hyper-parameters a configuration may set, with their types and ranges. Each is passed to LightGBM as one
+#: ``key=value`` pair, so a text parameter is a fixed choice: free text could append parameters of its own.
+PARAMETERS = {
+    "num_boost_round": Param(int, low=1, high=10_000),
+    "learning_rate": Param(float, low=0.0, high=1.0, open_low=True),
+    "num_leaves": Param(int, low=2, high=131_072),
+    "min_data_in_leaf": Param(int, low=0, high=10_000_000),
+    "objective": Param(str, choices=("auto", "cross_entropy", "binary", "regression", "regression_l1", "huber")),
+    "num_threads": Param(int, low=0, high=1024),
+    "seed": Param(int, low=-(2**31), high=2**31 - 1),
+    "odds_multiplier": Param(float, low=0.0, open_low=True),
+}
 
 # Arguments of LGBM_BoosterPredictForMat (lightgbm/c_api.h), built once.
 _PREDICT_FOR_MAT = _LIB.LGBM_BoosterPredictForMat
@@ -78,14 +92,14 @@ class LightGBMOracle(RewardOracle):
         seed: int = 0,
         odds_multiplier: float = 1.0,
     ) -> None:
-        self.num_boost_round = num_boost_round
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_data_in_leaf = min_data_in_leaf
-        self.objective = objective
-        self.num_threads = num_threads
-        self.seed = seed
-        self.odds_multiplier = odds_multiplier
+        self.num_boost_round = _checked("num_boost_round", num_boost_round)
+        self.learning_rate = _checked("learning_rate", learning_rate)
+        self.num_leaves = _checked("num_leaves", num_leaves)
+        self.min_data_in_leaf = _checked("min_data_in_leaf", min_data_in_leaf)
+        self.objective = _checked("objective", objective)
+        self.num_threads = _checked("num_threads", num_threads)
+        self.seed = _checked("seed", seed)
+        self.odds_multiplier = _checked("odds_multiplier", odds_multiplier)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
@@ -180,6 +194,10 @@ class LightGBMOracle(RewardOracle):
         oracle.space_ = FeatureSpace.from_dict(data["space"])
         oracle.booster_ = lgb.Booster(model_str=data["booster"])
         return oracle
+
+
+def _checked(name: str, value: Any) -> Any:
+    return PARAMETERS[name].check(name, value)
 
 
 def _safe_name(column: str) -> str:

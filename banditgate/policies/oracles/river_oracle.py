@@ -7,19 +7,38 @@ import math
 from collections.abc import Sequence
 from typing import Any, Self
 
-import joblib
 import numpy as np
 import pandas as pd
-from river import linear_model, optim
-from river.base import Classifier, Estimator
 
 from banditgate.policies.actions import Action, Features, Scalar
 from banditgate.policies.oracles.base import RewardOracle, validate_training_input
 from banditgate.policies.oracles.features import ACTION_ID, FeatureSpace, category_key, decision_row
+from banditgate.policies.oracles.params import ModelSpec, Param, lookup
 
+_LINEAR = {
+    "learning_rate": Param(float, low=0.0, high=10.0, open_low=True),  # of the SGD optimizer
+    "l1": Param(float, low=0.0),
+    "l2": Param(float, low=0.0),
+    "intercept_lr": Param(float, low=0.0, high=10.0),
+}
 
-def _default_model() -> Estimator:
-    return linear_model.LogisticRegression(optimizer=optim.SGD(0.05))
+#: The River models a policy may configure, by the name it uses, with the parameters it may set. The dotted
+#: path of an allowed class (``"river.linear_model.LinearRegression"``) is accepted as an alias of its name.
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "logistic_regression",
+            "river.linear_model.LogisticRegression",
+            _LINEAR,
+            defaults={"learning_rate": 0.05},
+            classifier=True,
+        ),
+        ModelSpec(
+            "linear_regression", "river.linear_model.LinearRegression", _LINEAR, defaults={"learning_rate": 0.01}
+        ),
+    )
+}
 
 
 class RiverOracle(RewardOracle):
@@ -31,10 +50,17 @@ class RiverOracle(RewardOracle):
     feature so a linear model can learn that the best action differs by segment. Unseen categories simply
     have no weight yet. After :meth:`fit`, :meth:`learn_one` keeps updating the model as rewards arrive.
 
+    The model is named from :data:`MODELS` (an allow-list: a configuration never names a module path) with its
+    declared parameters, checked on construction. River itself is imported on :meth:`fit` and on loading an
+    artifact, not with this module.
+
     Parameters
     ----------
     model
-        An unfitted River estimator (cloned on :meth:`fit`). Default: logistic regression with SGD.
+        Name of an allowed model (:data:`MODELS`), default ``"logistic_regression"`` (a binary classifier).
+    model_params
+        Its parameters, e.g. ``{"learning_rate": 0.05, "l2": 0.001}`` (``learning_rate`` is the SGD
+        optimizer's).
 
     Examples
     --------
@@ -56,18 +82,26 @@ class RiverOracle(RewardOracle):
 
     kind = "river"
 
-    def __init__(self, model: Estimator | None = None) -> None:
-        self.model = model
+    def __init__(self, model: str = "logistic_regression", model_params: dict[str, Any] | None = None) -> None:
+        self._spec = lookup(MODELS, model, "model")
+        self.model = self._spec.name
+        self.model_params = self._spec.validate(model_params)
 
     def hyperparameters(self) -> dict[str, Any]:
-        model = self.model if self.model is not None else _default_model()
-        return {"model": repr(model)}
+        return {"model": self.model, "model_params": dict(self.model_params)}
+
+    def _build(self) -> Any:
+        from river import optim
+
+        params = dict(self.model_params)
+        optimizer = optim.SGD(params.pop("learning_rate"))
+        return self._spec.model_class()(optimizer=optimizer, **params)
 
     def fit(self, frame: pd.DataFrame, rewards: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:
         rewards, sample_weight = validate_training_input(frame, rewards, sample_weight)
         self.space_ = FeatureSpace.fit(frame)
-        self.model_ = self.model.clone() if self.model is not None else _default_model()
-        if isinstance(self.model_, Classifier) and not np.all(np.isin(rewards, (0.0, 1.0))):
+        self.model_ = self._build()
+        if self._spec.classifier and not np.all(np.isin(rewards, (0.0, 1.0))):
             raise ValueError("a classifier oracle needs rewards in {0, 1}; use a regressor for other rewards")
         columns = list(frame.columns)
         for i, row in enumerate(frame.itertuples(index=False, name=None)):
@@ -82,7 +116,7 @@ class RiverOracle(RewardOracle):
         self._learn(decision_row(context, action), reward)
 
     def _learn(self, row: dict[str, Scalar], reward: float) -> None:
-        target: Any = reward >= 0.5 if isinstance(self.model_, Classifier) else reward
+        target: Any = reward >= 0.5 if self._spec.classifier else reward
         self.model_.learn_one(self._features(row), target)
 
     def _features(self, row: dict[str, Scalar]) -> dict[str, float]:
@@ -103,7 +137,7 @@ class RiverOracle(RewardOracle):
 
     def _predict_row(self, row: dict[str, Scalar]) -> float:
         x = self._features(row)
-        if isinstance(self.model_, Classifier):
+        if self._spec.classifier:
             return float(self.model_.predict_proba_one(x).get(True, 0.0))
         return float(self.model_.predict_one(x))
 
@@ -118,16 +152,40 @@ class RiverOracle(RewardOracle):
         return np.array([self._predict_row(decision_row(context, action)) for action in actions])
 
     def _payload(self) -> bytes:
+        import joblib
+
         self._check_fitted()
         buffer = io.BytesIO()
-        joblib.dump({"space": self.space_.to_dict(), "model": self.model_}, buffer)
+        joblib.dump({**self.hyperparameters(), "space": self.space_.to_dict(), "fitted": self.model_}, buffer)
         return buffer.getvalue()
 
     @classmethod
     def _from_payload(cls, payload: bytes) -> Self:
-        # Artifacts are written by banditgate's own retraining job; never load one from an untrusted source.
+        # A pickle: loading it runs whatever it names. Callers verify the artifact's sha256 against the registry
+        # first (banditgate.ledger.artifacts.load_artifact); never load bytes from an untrusted source.
+        import joblib
+
         data = joblib.load(io.BytesIO(payload))
-        oracle = cls(model=data["model"].clone())
+        if "fitted" not in data:  # written before models were named: the fitted model alone
+            data = {**data, **_named(data["model"]), "fitted": data["model"]}
+        oracle = cls(data["model"], data["model_params"])
+        if type(data["fitted"]) is not oracle._spec.model_class():
+            raise ValueError(f"artifact holds a {type(data['fitted']).__name__}, not the {oracle.model} it names")
         oracle.space_ = FeatureSpace.from_dict(data["space"])
-        oracle.model_ = data["model"]
+        oracle.model_ = data["fitted"]
         return oracle
+
+
+def _named(model: Any) -> dict[str, Any]:
+    """The allow-list's name and parameters of a fitted model (refused if not allowed)."""
+    for spec in MODELS.values():
+        if type(model) is spec.model_class():
+            try:
+                rates = {
+                    "learning_rate": model.optimizer.learning_rate,
+                    "intercept_lr": model.intercept_lr.learning_rate,
+                }
+            except AttributeError:
+                break  # an optimizer or schedule the allow-list cannot express
+            return {"model": spec.name, "model_params": {"l1": model.l1, "l2": model.l2, **rates}}
+    raise ValueError(f"artifact holds a {type(model).__name__} configured beyond the allowed models' parameters")

@@ -1,4 +1,4 @@
-"""scikit-learn reward oracle: any regressor or binary classifier."""
+"""scikit-learn reward oracle: a regressor or binary classifier from an allow-list, imported when used."""
 
 from __future__ import annotations
 
@@ -6,30 +6,117 @@ import io
 from collections.abc import Sequence
 from typing import Any, Self
 
-import joblib
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone, is_classifier
-from sklearn.linear_model import LogisticRegression
 
 from banditgate.policies.actions import Action, Features
 from banditgate.policies.oracles.base import RewardOracle, validate_training_input
 from banditgate.policies.oracles.features import ACTION_ID, FeatureSpace
+from banditgate.policies.oracles.params import ModelSpec, Param, lookup
+
+_SEED = Param(int, low=0, high=2**32 - 1, choices=(None,))
+_DEPTH = Param(int, low=1, high=64, choices=(None,))
+_BOOSTING = {
+    "learning_rate": Param(float, low=0.0, high=1.0, open_low=True),
+    "max_iter": Param(int, low=1, high=10_000),
+    "max_leaf_nodes": Param(int, low=2, high=4096, choices=(None,)),
+    "max_depth": _DEPTH,
+    "min_samples_leaf": Param(int, low=1, high=1_000_000),
+    "l2_regularization": Param(float, low=0.0),
+    "max_features": Param(float, low=0.0, high=1.0, open_low=True),
+    "max_bins": Param(int, low=2, high=255),
+    "early_stopping": Param(bool, choices=("auto",)),
+    "random_state": _SEED,
+}
+_FOREST = {
+    "n_estimators": Param(int, low=1, high=1000),
+    "max_depth": _DEPTH,
+    "min_samples_split": Param(int, low=2, high=1_000_000),
+    "min_samples_leaf": Param(int, low=1, high=1_000_000),
+    "max_features": Param(float, low=0.0, high=1.0, open_low=True, choices=("sqrt", "log2", None)),
+    "max_samples": Param(float, low=0.0, high=1.0, open_low=True, choices=(None,)),
+    "random_state": _SEED,
+}
+
+#: The estimators a policy may configure, by the name it uses, with the parameters it may set. The dotted path
+#: of an allowed class (``"sklearn.linear_model.Ridge"``) is accepted as an alias of its name.
+ESTIMATORS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "logistic_regression",
+            "sklearn.linear_model.LogisticRegression",
+            {
+                "C": Param(float, low=0.0, open_low=True),
+                "class_weight": Param(str, choices=("balanced", None)),
+                "fit_intercept": Param(bool),
+                "max_iter": Param(int, low=1, high=100_000),
+                "solver": Param(str, choices=("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga")),
+                "tol": Param(float, low=0.0, open_low=True),
+            },
+            defaults={"max_iter": 1000},
+            classifier=True,
+        ),
+        ModelSpec(
+            "ridge",
+            "sklearn.linear_model.Ridge",
+            {
+                "alpha": Param(float, low=0.0),
+                "fit_intercept": Param(bool),
+                "solver": Param(str, choices=("auto", "svd", "cholesky", "lsqr", "sparse_cg", "sag", "saga")),
+                "tol": Param(float, low=0.0, open_low=True),
+            },
+        ),
+        ModelSpec(
+            "hist_gradient_boosting",
+            "sklearn.ensemble.HistGradientBoostingRegressor",
+            {**_BOOSTING, "loss": Param(str, choices=("squared_error", "absolute_error", "poisson"))},
+        ),
+        ModelSpec(
+            "hist_gradient_boosting_classifier",
+            "sklearn.ensemble.HistGradientBoostingClassifier",
+            {**_BOOSTING, "class_weight": Param(str, choices=("balanced", None))},
+            classifier=True,
+        ),
+        ModelSpec(
+            "random_forest",
+            "sklearn.ensemble.RandomForestRegressor",
+            {**_FOREST, "criterion": Param(str, choices=("squared_error", "absolute_error", "friedman_mse"))},
+        ),
+        ModelSpec(
+            "random_forest_classifier",
+            "sklearn.ensemble.RandomForestClassifier",
+            {
+                **_FOREST,
+                "criterion": Param(str, choices=("gini", "entropy", "log_loss")),
+                "class_weight": Param(str, choices=("balanced", "balanced_subsample", None)),
+            },
+            classifier=True,
+        ),
+    )
+}
 
 
 class SklearnOracle(RewardOracle):
-    """Wraps any scikit-learn regressor, or binary classifier whose positive-class probability is the score.
+    """A scikit-learn regressor, or binary classifier whose positive-class probability is the score.
+
+    The estimator is named from :data:`ESTIMATORS` (an allow-list: a configuration never names a module path)
+    with its declared parameters, checked on construction. scikit-learn itself is imported on :meth:`fit`
+    and on loading an artifact, not with this module.
 
     Columns are one-hot encoded for the estimator: each categorical column becomes one indicator per known
     category (an unseen category is all zeros), missing numbers become 0, and every feature is also crossed
     with the action's indicator, so that even a linear model can learn that the best action differs by
     segment. Estimators that handle interactions, missing values and ordinal codes natively
-    (``HistGradientBoostingRegressor``) can take ``encoding="ordinal"`` instead.
+    (``"hist_gradient_boosting"``) can take ``encoding="ordinal"`` instead.
 
     Parameters
     ----------
     estimator
-        An unfitted scikit-learn estimator; it is cloned on :meth:`fit`. Default: logistic regression.
+        Name of an allowed estimator (:data:`ESTIMATORS`), default ``"logistic_regression"``. The dotted path of
+        an allowed class (``"sklearn.linear_model.Ridge"``) is accepted for it.
+    estimator_params
+        Parameters of the estimator, among those declared for it (e.g. ``{"alpha": 2.0}`` for ``"ridge"``).
     encoding
         ``"onehot"`` (default) or ``"ordinal"``.
 
@@ -45,31 +132,37 @@ class SklearnOracle(RewardOracle):
     >>> scores = oracle.predict_decision({"country": "FR"}, [Action("retry"), Action("none")])
     >>> bool(scores[0] > 0.5 > scores[1])
     True
+    >>> SklearnOracle("sklearn.svm.SVR")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: estimator 'sklearn.svm.SVR' is a module path; name one of the allowed models: hist_gradient_boosting...
     """
 
     kind = "sklearn"
 
-    def __init__(self, estimator: BaseEstimator | None = None, encoding: str = "onehot") -> None:
+    def __init__(
+        self,
+        estimator: str = "logistic_regression",
+        estimator_params: dict[str, Any] | None = None,
+        encoding: str = "onehot",
+    ) -> None:
         if encoding not in ("onehot", "ordinal"):
             raise ValueError(f"encoding must be 'onehot' or 'ordinal', got {encoding!r}")
-        self.estimator = estimator
+        self._spec = lookup(ESTIMATORS, estimator, "estimator")
+        self.estimator = self._spec.name
+        self.estimator_params = self._spec.validate(estimator_params)
         self.encoding = encoding
 
     def hyperparameters(self) -> dict[str, Any]:
-        estimator = self.estimator if self.estimator is not None else LogisticRegression()
-        return {
-            "estimator": type(estimator).__name__,
-            "estimator_params": {k: repr(v) for k, v in estimator.get_params(deep=False).items()},
-            "encoding": self.encoding,
-        }
+        return {"estimator": self.estimator, "estimator_params": dict(self.estimator_params), "encoding": self.encoding}
 
     def fit(self, frame: pd.DataFrame, rewards: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:
         rewards, sample_weight = validate_training_input(frame, rewards, sample_weight)
-        estimator = clone(self.estimator) if self.estimator is not None else LogisticRegression(max_iter=1000)
+        estimator = self._spec.model_class()(**self.estimator_params)
         self.space_ = FeatureSpace.fit(frame)
         matrix = self._encode(self.space_.transform_frame(frame))
         target: np.ndarray = rewards
-        if is_classifier(estimator):
+        if self._spec.classifier:
             if not np.all(np.isin(rewards, (0.0, 1.0))):
                 raise ValueError("a classifier oracle needs rewards in {0, 1}; use a regressor for other rewards")
             target = rewards.astype(int)
@@ -100,7 +193,7 @@ class SklearnOracle(RewardOracle):
 
     def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         encoded = self._encode(matrix)
-        if is_classifier(self.estimator_):
+        if self._spec.classifier:
             proba = self.estimator_.predict_proba(encoded)
             positive = np.flatnonzero(self.estimator_.classes_ == 1)
             return proba[:, positive[0]] if positive.size else np.zeros(len(encoded))
@@ -114,16 +207,34 @@ class SklearnOracle(RewardOracle):
         return self._predict_matrix(self.space_.transform_decision(context, actions))
 
     def _payload(self) -> bytes:
+        import joblib
+
         self._check_fitted()
         buffer = io.BytesIO()
-        joblib.dump({"encoding": self.encoding, "space": self.space_.to_dict(), "estimator": self.estimator_}, buffer)
+        joblib.dump({**self.hyperparameters(), "space": self.space_.to_dict(), "model": self.estimator_}, buffer)
         return buffer.getvalue()
 
     @classmethod
     def _from_payload(cls, payload: bytes) -> Self:
-        # Artifacts are written by banditgate's own retraining job; never load one from an untrusted source.
+        # A pickle: loading it runs whatever it names. Callers verify the artifact's sha256 against the registry
+        # first (banditgate.ledger.artifacts.load_artifact); never load bytes from an untrusted source.
+        import joblib
+
         data = joblib.load(io.BytesIO(payload))
-        oracle = cls(estimator=clone(data["estimator"]), encoding=data["encoding"])
+        if "model" not in data:  # written before estimators were named: the fitted estimator alone
+            data = {**data, **_named(data["estimator"]), "model": data["estimator"]}
+        oracle = cls(data["estimator"], data["estimator_params"], data["encoding"])
+        if type(data["model"]) is not oracle._spec.model_class():
+            raise ValueError(f"artifact holds a {type(data['model']).__name__}, not the {oracle.estimator} it names")
         oracle.space_ = FeatureSpace.from_dict(data["space"])
-        oracle.estimator_ = data["estimator"]
+        oracle.estimator_ = data["model"]
         return oracle
+
+
+def _named(estimator: Any) -> dict[str, Any]:
+    """The allow-list's name and the declared parameters of a fitted estimator (refused if not allowed)."""
+    for spec in ESTIMATORS.values():
+        if type(estimator) is spec.model_class():
+            params = estimator.get_params(deep=False)
+            return {"estimator": spec.name, "estimator_params": {k: params[k] for k in spec.params}}
+    raise ValueError(f"artifact holds a {type(estimator).__name__}, which is not an allowed estimator")

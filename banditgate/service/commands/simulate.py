@@ -4,10 +4,16 @@ In-process by default: the service runs inside the command, on ``--database-url`
 ledger, ``sqlite:///./banditgate.db``), with the simulated clock on. With ``--url`` the traffic goes over the
 network to a running server, which must run with ``BANDITGATE_SIMULATED_CLOCK=true``.
 
+By default the run ends at the present: its ``--days`` whole UTC days end at the last midnight, so the commands
+that read the ledger "as of now" (``retrain``, ``evaluate``, ``health``, ``gate``) find its traffic. Labels that
+arrive after the last day (every chargeback label, 45 days or more after its payment) are not posted: they
+would arrive in the future. ``--start`` runs a fixed period instead (reproducible, and the only way to
+``--flush-rewards``, which posts every label at its own arrival time).
+
 Usage::
 
     banditgate simulate --days 30 --decisions-per-day 2000 --scenario concept --seed 1
-    banditgate simulate --days 10 --url http://127.0.0.1:8000 --flush-rewards --json > run.json
+    banditgate simulate --days 10 --start 2026-01-05 --url http://127.0.0.1:8000 --flush-rewards --json > run.json
 
 Exit codes: 0 done without a failed request; 1 some requests failed, the run was aborted, or the server refuses
 simulated time; 3 the service cannot be reached or started; 64 bad options or settings.
@@ -19,7 +25,7 @@ import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -35,6 +41,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from banditgate.service.app import create_app
 from banditgate.service.commands.exits import EXIT_USAGE
 from banditgate.service.settings import Settings
+from banditgate.simulator.clock import start_ending_at_present
 from banditgate.simulator.driver import (
     SimulatedClockRefused,
     SimulationError,
@@ -63,6 +70,19 @@ def _id_prefix(value: str | None) -> str | None:
         raise typer.BadParameter(str(exc)) from None
 
 
+def _start(value: str | None) -> datetime | None:
+    """``--start``: an ISO 8601 date or time, in UTC unless it names a time zone."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"not an ISO 8601 date or time: {value!r} (e.g. 2026-01-05 or 2026-01-05T00:00Z)", param_hint="--start"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 @app.command()
 def simulate(
     days: Annotated[int, typer.Option(min=1, help="simulated days to run")] = 7,
@@ -76,6 +96,15 @@ def simulate(
     world_seed: Annotated[
         int, typer.Option(min=0, help="seed of the world's structure (BINs, merchants, issuers)")
     ] = 0,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="simulated time of the first day, ISO 8601, UTC unless it names a time zone (e.g. 2026-01-05); "
+            "the drift schedule counts from it. Default: --days days before today's 00:00 UTC, so that the run ends "
+            "at the present and labels due later (every chargeback) are not posted yet",
+            show_default=False,
+        ),
+    ] = None,
     url: Annotated[
         str | None,
         typer.Option(
@@ -99,8 +128,9 @@ def simulate(
         bool,
         typer.Option(
             "--flush-rewards/--no-flush-rewards",
-            help="at the end, also post the rewards not yet observed (fast-forward past the last chargeback); "
-            "default: leave late labels unobserved, as at a real horizon",
+            help="at the end, also post the rewards not yet observed, each at its own arrival time (fast-forward "
+            "past the last chargeback, up to 180 days after the last day); needs --start, since a run that ends at "
+            "the present would post them in the future. Default: leave late labels unobserved, as at a real horizon",
         ),
     ] = False,
     id_prefix: Annotated[
@@ -118,11 +148,25 @@ def simulate(
     max_failures: Annotated[int, typer.Option(min=1, help="abort after this many failed requests in a row")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON instead of tables")] = False,
 ) -> None:
-    """Run a simulated payment world against the service: decisions, delayed rewards, drift, on simulated time."""
+    """Run a simulated payment world against the service: decisions, delayed rewards, drift, on simulated time.
+
+    By default the run ends at the present (its last day ends at today's 00:00 UTC), so that retrain, evaluate,
+    health and gate, which read the ledger as of now, find it; labels due after that (every chargeback) are not
+    posted. --start runs a fixed period instead.
+    """
     if url is not None and database_url is not None:
         raise typer.BadParameter(
             "only for the in-process service: a --url server uses its own database", param_hint="--database-url"
         )
+    first_day = _start(start)
+    if flush_rewards and first_day is None:
+        raise typer.BadParameter(
+            "needs --start: the run ends at the present by default, and the labels still to come would be posted "
+            "at arrival times in the future",
+            param_hint="--flush-rewards",
+        )
+    if first_day is None:
+        first_day = start_ending_at_present(days)
     settings = _settings(database_url) if url is None else None
     target = url if settings is None else _redacted(settings.database_url)
     progress = Progress(
@@ -144,7 +188,8 @@ def simulate(
 
     simulation = functools.partial(
         run_simulation,
-        world=PaymentWorld(scenario, seed=world_seed),
+        world=PaymentWorld(scenario, seed=world_seed, epoch=first_day),
+        start=first_day,
         days=days,
         decisions_per_day=decisions_per_day,
         seed=seed,

@@ -28,12 +28,13 @@ router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 @router.post(
     "",
     response_model=None,
-    responses={200: {"model": DecisionResponse, "description": "the decision"}, **error_responses(409, 422)},
+    responses={200: {"model": DecisionResponse, "description": "the decision"}, **error_responses(404, 409, 422)},
 )
 async def decide(body: DecisionRequest, request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
     """Choose an action for one transaction; the decision is durably logged before the response is sent.
 
-    The same ``decision_id`` again returns the identical response and writes nothing.
+    The same ``decision_id`` again returns the identical response and writes nothing (reusing it for a
+    different request is a 409). A ``policy`` that does not exist is a 404.
     """
     asked = DecisionAsked(
         context=body.context,

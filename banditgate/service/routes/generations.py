@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from banditgate.ledger import promotion, registry
@@ -32,35 +32,28 @@ from banditgate.monitoring.promotion_gate import Override, SufficiencyGate
 from banditgate.service.deps import get_runtime, get_session, require_admin
 from banditgate.service.policy_cache import serving_policy
 from banditgate.service.runtime import Runtime
-from banditgate.service.schemas import GenerationOut, PolicyName, StrictModel, Text, error_responses
+from banditgate.service.schemas import (
+    GenerationOut,
+    PolicyName,
+    Reason,
+    StrictModel,
+    Timestamp,
+    error_responses,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/policies", tags=["generations"])
 
 MAX_GENERATION = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
 GenerationNumber = Annotated[int, Path(ge=0, le=MAX_GENERATION, description="generation number")]
-Reason = Annotated[Text, StringConstraints(max_length=2000)]
 
 
 class OverrideIn(StrictModel):
     """Permission to promote without SUFFICIENT evidence; it names who, why, and until when it holds."""
 
-    by: Annotated[Text, StringConstraints(min_length=1, max_length=128)]
+    by: Annotated[Reason, StringConstraints(max_length=128)] = Field(description="who takes the responsibility")
     reason: Reason
-    until: AwareDatetime = Field(description="when the override stops holding (ISO 8601 with a time zone)")
-
-    @field_validator("by", "reason")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("an override must name who takes the responsibility and why")
-        return value
-
-
-def _reason_given(value: str) -> str:
-    if not value.strip():
-        raise ValueError("say why: the reason is kept in the audit trail")
-    return value
+    until: Timestamp = Field(description="when the override stops holding (ISO 8601 with a time zone)")
 
 
 class PromoteIn(StrictModel):
@@ -69,16 +62,17 @@ class PromoteIn(StrictModel):
         default=None, description="promote even if the gate is not SUFFICIENT (recorded, and it expires)"
     )
 
-    check_reason = field_validator("reason")(_reason_given)
+
+def _whole_number(value: Any) -> Any:
+    # JSON Schema's "integer" includes 3.0; a boolean is not one (strict=True refuses it).
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class RollbackIn(StrictModel):
     reason: Reason
-    to: Annotated[int | None, Field(ge=0, le=MAX_GENERATION, strict=True)] = Field(
+    to: Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_GENERATION, strict=True)] | None = Field(
         default=None, description="retired generation to redeploy (default: the one the deployed generation replaced)"
     )
-
-    check_reason = field_validator("reason")(_reason_given)
 
 
 class GenerationDetail(GenerationOut):
@@ -198,7 +192,7 @@ async def gate_report(
     name: Annotated[PolicyName, Path()],
     number: GenerationNumber,
     runtime: Runtime = Depends(get_runtime),
-    as_of: Annotated[AwareDatetime | None, Query(description="judge as of this time (default: now)")] = None,
+    as_of: Annotated[Timestamp | None, Query(description="judge as of this time (default: now)")] = None,
     window_days: Annotated[float | None, Query(gt=0, le=3650, description="current window in days")] = None,
     what_if: Annotated[
         Literal["none", "covariate", "concept", "prior", "mixed"] | None,

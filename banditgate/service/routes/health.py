@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from banditgate import __version__
 from banditgate.service.deps import get_runtime
@@ -33,7 +33,12 @@ def healthz(runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
     return JSONResponse(body, status_code=200 if healthy else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Prometheus text exposition format", "content": {"text/plain": {}}}},
+)
 def prometheus_metrics() -> Response:
+    """Prometheus metrics of this process (of all workers with ``PROMETHEUS_MULTIPROC_DIR``)."""
     payload, content_type = render_metrics()
     return Response(payload, media_type=content_type)
