@@ -40,7 +40,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from banditgate.monitoring.sufficiency import Level
+from banditgate.monitoring.sufficiency import Level, level_between
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,8 @@ def level_alerts(
 
     With ``scores`` (S at each step, None where the level is None), each level must be the one the thresholds
     ``degraded < sufficient`` give its score (a threshold belongs to the better level), and the baseline rises
-    only to the best level whose threshold the score clears by ``margin``.
+    only to the best level whose threshold the score clears by ``margin``. A level whose score is None (one
+    not read from S, e.g. too little evidence to judge) counts by itself, as without ``scores``.
 
     >>> [a.raised_now for a in level_alerts(["DEGRADED", "SUFFICIENT", None, "INSUFFICIENT", "DEGRADED"])]
     [False, False, False, True, False]
@@ -161,11 +162,11 @@ def level_alerts(
     baseline: Level | None = None
     for step, level in enumerate(observed):
         score = None if scores is None else scores[step]
-        if scores is not None and (level is None) != (score is None):
-            raise ValueError(f"step {step}: a level needs a score and a missing level a missing score")
+        if level is None and score is not None:
+            raise ValueError(f"step {step}: a missing level needs a missing score")
         if score is not None:
             _unit_value("scores", step, score)
-            if _level_of(score, sufficient, degraded) != level:
+            if level_between(score, sufficient, degraded) != level:
                 raise ValueError(
                     f"step {step}: level {level} does not match score {score} under the thresholds "
                     f"degraded={degraded}, sufficient={sufficient}"
@@ -180,16 +181,10 @@ def level_alerts(
         if baseline is None or score is None:
             baseline = level  # not below the baseline, so at or above it
         else:
-            confirmed = _level_of(score - margin, sufficient, degraded)
+            confirmed = level_between(score - margin, sufficient, degraded)
             baseline = max(baseline, min(level, confirmed, key=_rank), key=_rank)
         alerts.append(LevelAlert(level, baseline, False))
     return alerts
-
-
-def _level_of(score: float, sufficient: float, degraded: float) -> Level:
-    if score >= sufficient:
-        return Level.SUFFICIENT
-    return Level.DEGRADED if score >= degraded else Level.INSUFFICIENT
 
 
 def _rank(level: Level) -> int:

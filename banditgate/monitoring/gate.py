@@ -55,6 +55,7 @@ from banditgate.monitoring.sufficiency import (
     Level,
     SufficiencyParameters,
     composite,
+    level_between,
     preset,
     requirements,
 )
@@ -215,11 +216,13 @@ def evaluate_gate(
     measured = window_dimensions(frame, reference_scores=reference_scores, **dimension_args)
     values = _values(measured)
     score = composite(values, params)
+    size = _evidence_size(frame, as_of, params)
+    level = score.level if size.enough else Level.INSUFFICIENT
 
     arrival_frame = _arrival_frame(evidence, options.reward_kind)
     arrival = arrival_curve(arrival_frame["decided_at"], arrival_frame[f"received:{options.reward_kind}"], as_of)
     needed = requirements(values, params)
-    latency = _latency_report(frame, as_of, arrival, needed, score.level)
+    latency = _latency_report(frame, as_of, arrival, needed, level, size)
 
     by = [*options.segment_keys, "action_id"]
     segment_references = _segment_references(evidence.reference, reference.chosen, by)
@@ -259,8 +262,9 @@ def evaluate_gate(
         "trained_until": cutoff.isoformat() if cutoff is not None else None,
         "S": score.score,
         "A": score.gate_factor,
-        "level": score.level.value,
-        "exit_code": score.level.exit_code,
+        "level": level.value,
+        "exit_code": level.exit_code,
+        "evidence_size": size.to_dict(score.level),
         "dimensions": {d: getattr(measured, d).to_dict() for d in DIMENSIONS},
         "contributions": score.contributions,
         "requirements": [r.to_dict() for r in needed],
@@ -278,7 +282,7 @@ def evaluate_gate(
             f"{skipped} stored reward values of the sampled decisions were neither 0 nor 1 (accepted by an older "
             "version) and were skipped: the labels are the latest valid revisions"
         )
-    report["alerts"] = _alerts(history, report)
+    report["alerts"] = _alerts(history, report, params)
     report["override"] = _override_status(generation, as_of, report)
     if what_if is not None:
         report["what_if"] = _what_if(what_if, values, params)
@@ -420,6 +424,62 @@ def _segment_references(window: Window, chosen_scores: np.ndarray, by: list[str]
     }
 
 
+@dataclass(frozen=True)
+class EvidenceSize:
+    """How much evidence the current window holds against the minimum the gate judges at all.
+
+    ``decisions`` of the window, ``labelled`` of them by ``as_of``, and ``judged``: the labelled ones
+    reliability is measured on (scored by the generation, made after its training window).
+    """
+
+    decisions: int
+    labelled: int
+    judged: int
+    min_decisions: int
+    min_labelled: int
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the evidence is too small to judge (empty when it is not)."""
+        reasons = []
+        if self.decisions < self.min_decisions:
+            reasons.append(f"{self.decisions} decisions in the window, the gate needs at least {self.min_decisions}")
+        if self.judged < self.min_labelled:
+            reasons.append(
+                f"reliability rests on {self.judged} labelled decisions made after the generation's training "
+                f"window, the gate needs at least {self.min_labelled}"
+            )
+        return reasons
+
+    @property
+    def enough(self) -> bool:
+        return not self.reasons
+
+    def to_dict(self, level_by_score: Level) -> dict[str, Any]:
+        return {
+            "decisions": self.decisions,
+            "labelled": self.labelled,
+            "judged": self.judged,
+            "min_decisions": self.min_decisions,
+            "min_labelled": self.min_labelled,
+            "enough": self.enough,
+            "reasons": self.reasons,
+            "level_by_score": level_by_score.value,
+        }
+
+
+def _evidence_size(frame: pd.DataFrame, as_of: datetime, params: SufficiencyParameters) -> EvidenceSize:
+    labelled = frame["labelled"].to_numpy(dtype=bool) & (frame["label_observed_at"] <= pd.Timestamp(as_of)).to_numpy()
+    judged = labelled & np.isfinite(frame["score"].to_numpy(dtype=np.float64))
+    return EvidenceSize(
+        decisions=len(frame),
+        labelled=int(np.count_nonzero(labelled)),
+        judged=int(np.count_nonzero(judged)),
+        min_decisions=params.min_decisions,
+        min_labelled=params.min_labelled,
+    )
+
+
 def _values(measured: DimensionSet) -> Dimensions:
     return Dimensions(**{d: getattr(measured, d).value for d in DIMENSIONS})
 
@@ -441,6 +501,7 @@ def _latency_report(
     curve: SurvivalCurve,
     needed: Sequence[Any],
     level: Level,
+    size: EvidenceSize,
 ) -> dict[str, Any]:
     """The arrival curve, and when the labels still arriving should make the generation SUFFICIENT."""
     ages = (pd.Timestamp(as_of) - frame["decided_at"]).dt.total_seconds().to_numpy() / 86_400.0
@@ -452,6 +513,9 @@ def _latency_report(
     }
     if level is Level.SUFFICIENT:
         report["explanation"] = "sufficient now"
+        return report
+    if not size.enough:
+        report["explanation"] = "too little evidence to judge: " + "; ".join(size.reasons)
         return report
     # The labels still to arrive raise completeness only; the rest is held where it is. If no completeness
     # reaches the threshold with them, waiting alone will not do it.
@@ -600,13 +664,27 @@ def _early(window: Window, kind: str, chosen_scores: np.ndarray) -> EarlySignals
     return EarlySignals(labels[labelled], predicted, retries)
 
 
-def _alerts(history: Sequence[Mapping[str, Any]], report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Alerts raised now, on a downward move only, with hysteresis over the earlier evaluations."""
+def _alerts(
+    history: Sequence[Mapping[str, Any]], report: Mapping[str, Any], params: SufficiencyParameters
+) -> list[dict[str, Any]]:
+    """Alerts raised now, on a downward move only, with hysteresis over the earlier evaluations; and, on every
+    evaluation, when the window holds too little evidence to judge."""
     raised = []
+    reasons = report["evidence_size"]["reasons"]
+    if reasons:
+        raised.append({"kind": "evidence_size", "message": "too little evidence to judge: " + "; ".join(reasons)})
     proxy_states = evaluate_alerts([h.get("S_proxy") for h in history] + [report["S_proxy"]], PROXY_ALERT)
     if proxy_states[-1].raised_now:
         raised.append({"kind": "S_proxy", "message": f"label-free evidence fell to S_proxy {report['S_proxy']:.3f}"})
-    levels = level_alerts([h["level"] for h in history] + [report["level"]], [h["S"] for h in history] + [report["S"]])
+    evaluations = [*history, report]
+    # A level not read from S (too little evidence, or judged under other thresholds) counts by itself.
+    scores = [
+        e["S"] if level_between(e["S"], params.sufficient, params.degraded).value == e["level"] else None
+        for e in evaluations
+    ]
+    levels = level_alerts(
+        [e["level"] for e in evaluations], scores, sufficient=params.sufficient, degraded=params.degraded
+    )
     if levels[-1].raised_now:
         raised.append({"kind": "level", "message": levels[-1].message})
     names = {r["name"] for r in report["proxies"] if r["status"] == "alert"}
@@ -651,6 +729,8 @@ def _summary(report: Mapping[str, Any]) -> str:
         f"R {dims['reliability']['value']:.3f}, P {dims['representativeness']['value']:.3f}; "
         f"S_proxy {report['S_proxy']:.3f} ({report['level_proxy']})"
     )
+    if not report["evidence_size"]["enough"]:
+        text += "; too little evidence to judge: " + "; ".join(report["evidence_size"]["reasons"])
     alerts = [p["name"] for p in report["proxies"] if p["status"] == "alert"]
     if alerts:
         text += "; proxies in alert: " + ", ".join(alerts)

@@ -44,6 +44,11 @@ RELIABILITY_METRICS: tuple[str, ...] = ("f1", "brier_skill", "calibration")
 
 #: How far the weights may sum from one.
 WEIGHT_TOLERANCE = 1e-9
+#: How far below a threshold a score may fall by floating-point rounding and still reach it: the weighted sum
+#: of decimal dimensions is not exact in binary (0.25 * (0.6 + 1.0 + 0.7 + 0.9) evaluates to
+#: 0.7999999999999999), and a threshold belongs to the better level. Far above the rounding error of four
+#: products and a sum (~1e-16), far below any difference the dimensions' intervals could resolve.
+SCORE_TOLERANCE = 1e-9
 
 
 def _number(name: str, value: object, low: float, high: float, *, open_low: bool = False) -> float:
@@ -177,6 +182,14 @@ class SufficiencyParameters:
         Decisions a segment (e.g. issuer country x action) needs before its dimensions count.
     recent_labels
         How many of the most recent confirmed labels the freshness median is taken over.
+    min_decisions, min_labelled
+        The least evidence the gate judges at all: decisions in the current window, and labelled decisions
+        of it that reliability is measured on (labelled by ``as_of``, made after the generation's training
+        window, in the gate's sample). Below either, the level is INSUFFICIENT whatever S reads and the
+        report says why: two decisions with one label can read S = 0.9, but one label is not evidence of
+        reliability. The defaults, 200 (like ``min_segment_size``) and 100, are where the dimensions'
+        intervals become narrow enough to tell the levels apart (a proportion measured on 100 labels has a
+        95% interval about 0.19 wide at 0.5, 0.12 wide at 0.9).
 
     Examples
     --------
@@ -199,6 +212,8 @@ class SufficiencyParameters:
     reliability_metric: ReliabilityMetric = "brier_skill"
     min_segment_size: int = 200
     recent_labels: int = 500
+    min_decisions: int = 200
+    min_labelled: int = 100
 
     def __post_init__(self) -> None:
         weights = self.weights
@@ -215,7 +230,8 @@ class SufficiencyParameters:
                 f"reliability_metric must be one of {', '.join(RELIABILITY_METRICS)}, got {self.reliability_metric!r}"
             )
         object.__setattr__(self, "min_segment_size", _count("min_segment_size", self.min_segment_size))
-        object.__setattr__(self, "recent_labels", _count("recent_labels", self.recent_labels))
+        for name in ("recent_labels", "min_decisions", "min_labelled"):
+            object.__setattr__(self, name, _count(name, getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable; :meth:`from_dict` rebuilds an equal object."""
@@ -281,8 +297,18 @@ class Level(StrEnum):
 _EXIT_CODES = {Level.SUFFICIENT: 0, Level.DEGRADED: 1, Level.INSUFFICIENT: 2}
 
 
+def reaches(score: float, threshold: float) -> bool:
+    """Whether ``score`` is at or above ``threshold``, up to :data:`SCORE_TOLERANCE` of rounding.
+
+    >>> 0.25 * (0.6 + 1.0 + 0.7 + 0.9) >= 0.8, reaches(0.25 * (0.6 + 1.0 + 0.7 + 0.9), 0.8)
+    (False, True)
+    """
+    return score >= threshold - SCORE_TOLERANCE
+
+
 def level_of(score: float, params: SufficiencyParameters) -> Level:
-    """The level of a score under the parameters' thresholds (a threshold itself belongs to the better level).
+    """The level of a score under the parameters' thresholds (a threshold itself belongs to the better level,
+    also when rounding leaves a score that is exactly on it a hair below: see :func:`reaches`).
 
     >>> level_of(0.8, SufficiencyParameters()).value, level_of(0.4999, SufficiencyParameters()).value
     ('SUFFICIENT', 'INSUFFICIENT')
@@ -290,9 +316,14 @@ def level_of(score: float, params: SufficiencyParameters) -> Level:
     value = float(score)
     if not math.isfinite(value):
         raise ValueError(f"a sufficiency score must be a finite number, got {score!r}")
-    if value >= params.sufficient:
+    return level_between(value, params.sufficient, params.degraded)
+
+
+def level_between(score: float, sufficient: float, degraded: float) -> Level:
+    """The level of ``score`` under the thresholds ``sufficient`` and ``degraded`` (no validation)."""
+    if reaches(score, sufficient):
         return Level.SUFFICIENT
-    if value >= params.degraded:
+    if reaches(score, degraded):
         return Level.DEGRADED
     return Level.INSUFFICIENT
 
@@ -410,12 +441,13 @@ def requirements(
     ``A`` for F and P) and ``g(x) = min(1, x / tau)`` for C and R (1 for F and P). ``S`` is non-decreasing
     in ``x``; below ``tau`` it is the quadratic ``(a w / tau) x^2 + (a k / tau) x``, above it linear. The
     root of the piece where ``S`` crosses the target is the answer, moved up by a few ulps when rounding
-    leaves ``S`` a hair short, so that plugging it back in does reach the target.
+    leaves ``S`` short of the target by more than :data:`SCORE_TOLERANCE`, so that plugging it back in does
+    reach the target (as :func:`reaches` and the levels read it).
 
     >>> params = SufficiencyParameters()
     >>> needed = requirements(Dimensions(0.3, 1.0, 1.0, 1.0), params)[0].needed
-    >>> round(needed, 6), composite(Dimensions(needed, 1.0, 1.0, 1.0), params).score >= 0.8
-    (0.542058, True)
+    >>> round(needed, 6), composite(Dimensions(needed, 1.0, 1.0, 1.0), params).level.value
+    (0.542058, 'SUFFICIENT')
     """
     goal = params.sufficient if target is None else _number("target", target, 0.0, 1.0, open_low=True)
     now = composite(dimensions, params).score
@@ -436,7 +468,7 @@ def _requirement(
         cap, short = _fixed_gate(name, dimensions, params)
         if cap < target:
             message += f" (the gate caps S at {cap:.3f}: {' and '.join(short)})"
-    elif now >= target:
+    elif reaches(now, target):
         message = f"{name} {current:.3f} is enough: S stays at or above {target:.2f} down to {name} {needed:.3f}"
     else:
         message = f"raise {name} from {current:.3f} to {needed:.3f} (others unchanged) to reach {goal}"
@@ -458,9 +490,9 @@ def _fixed_gate(name: str, dimensions: Dimensions, params: SufficiencyParameters
 def _smallest_reaching(
     name: str, dimensions: Dimensions, params: SufficiencyParameters, target: float, score_at: Callable[[float], float]
 ) -> float | None:
-    if score_at(1.0) < target:
+    if not reaches(score_at(1.0), target):
         return None
-    if score_at(0.0) >= target:
+    if reaches(score_at(0.0), target):
         return 0.0
     weights, values = params.weights.to_dict(), dimensions.to_dict()
     w = weights[name]
@@ -475,7 +507,7 @@ def _smallest_reaching(
         # Linear piece; w > 0 here, else S would be constant on it and one of the two checks above returned.
         x = (t - k) / w
     x = min(1.0, max(0.0, x))
-    while score_at(x) < target:
+    while not reaches(score_at(x), target):
         x = min(1.0, float(np.nextafter(x, 2.0)))
     return x
 

@@ -17,6 +17,7 @@ from banditgate.service.commands import simulate as simulate_commands
 from banditgate.service.commands.blind_period import blind_period_command
 from banditgate.service.commands.client import DEFAULT_URL, ApiKeyOption, UrlOption, print_json, request
 from banditgate.service.commands.evaluate import evaluate_command
+from banditgate.service.commands.exits import EXIT_STATUS_HELP, EXIT_USAGE, UsageExitGroup
 from banditgate.service.commands.gate import gate_command
 from banditgate.service.commands.health import health_command
 from banditgate.service.commands.retrain import retrain_command
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="banditgate",
+    cls=UsageExitGroup,
     help="Contextual-bandit decision service for payment processing.",
+    epilog=EXIT_STATUS_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -80,7 +83,7 @@ def _load_settings() -> Settings:
         return Settings()
     except (ValidationError, ValueError) as exc:
         typer.secho(f"invalid settings: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 @app.command()
@@ -139,12 +142,12 @@ def _read_document(source: str) -> Any:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
     except OSError as exc:
         typer.secho(f"cannot read {source}: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         typer.secho(f"{source} is not valid JSON: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 @app.command()
@@ -188,7 +191,7 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             typer.secho(f"parameter {pair!r} is not KEY=VALUE", fg="red", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(EXIT_USAGE)
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -224,7 +227,7 @@ def policies_set(
     }
     if api_key is None:
         typer.secho("policies set needs the admin API key (--api-key or BANDITGATE_API_KEY)", fg="red", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
     print_json(request("PUT", url, f"/v1/policies/{name}", api_key=api_key, actor=actor, json=body))
 
 

@@ -57,7 +57,7 @@ class GateSettings(BaseModel):
 
     ``parameters`` overrides fields of the preset: ``weights`` (a mapping of the four dimensions), ``tau_c``,
     ``tau_r``, ``freshness_lambda``, ``ks_cap``, ``reliability_metric``, ``sufficient``, ``degraded``,
-    ``min_segment_size``, ``recent_labels``.
+    ``min_segment_size``, ``recent_labels``, ``min_decisions``, ``min_labelled``.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -190,7 +190,7 @@ def test_levels_accept_the_enum_and_custom_thresholds() -> None:
         ([SUF, "GOOD"], None, {}, r"step 1: unknown level 'GOOD'"),
         ([SUF, DEG], [0.9], {}, "scores has 1 values for 2 levels"),
         ([SUF, DEG], [0.9, 0.85], {}, r"step 1: level DEGRADED does not match score 0.85"),
-        ([SUF, None], [0.9, 0.7], {}, "step 1: a level needs a score"),
+        ([SUF, None], [0.9, 0.7], {}, "step 1: a missing level needs a missing score"),
         ([SUF, DEG], [0.9, math.nan], {}, r"scores\[1\] must be a number"),
         ([SUF], None, {"sufficient": 0.4, "degraded": 0.5}, "0 < degraded < sufficient <= 1"),
         ([SUF], None, {"margin": -0.1}, "margin must be"),

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import ks_2samp
+from scipy.stats import binom, ks_2samp
 from sklearn.metrics import f1_score
 
 from banditgate.monitoring.dimensions import (
@@ -27,6 +27,7 @@ from banditgate.monitoring.dimensions import (
     representativeness,
 )
 from banditgate.monitoring.dimensions.base import bounded, instant_ns, times_ns, undefined
+from banditgate.monitoring.dimensions.freshness import median_rank
 from banditgate.monitoring.dimensions.representativeness import (
     ks_at_points,
     ks_statistic_sorted,
@@ -156,8 +157,8 @@ def test_freshness_decays_from_the_median_of_the_recent_labels() -> None:
     m = freshness(days("2026-01-01", "2026-01-09", "2026-01-11"), "2026-01-21", lambda_per_day=0.02)
     # Median Jan 9 (12 days), quartiles (linear) Jan 5 (16 days) and Jan 10 (11 days).
     assert m.value == pytest.approx(math.exp(-0.02 * 12))
-    assert m.low == pytest.approx(math.exp(-0.02 * 16))
-    assert m.high == pytest.approx(math.exp(-0.02 * 11))
+    assert (m.low, m.high) == (0.0, 1.0)  # three labels cannot bound their median at 95%
+    assert m.detail["median_interval"] is None
     assert m.n == 3
     assert m.detail["age_days"] == 12.0
     assert m.detail["median_label_at"] == "2026-01-09T00:00:00+00:00"
@@ -165,6 +166,40 @@ def test_freshness_decays_from_the_median_of_the_recent_labels() -> None:
         "2026-01-05T00:00:00+00:00",
         "2026-01-10T00:00:00+00:00",
     )
+
+
+def test_freshness_interval_is_the_quartile_spread_on_many_labels() -> None:
+    # One label a day for 101 days: the quartiles (day 25, day 75) lie outside the median's interval.
+    times = np.datetime64("2026-01-01", "ns") + np.arange(101) * np.timedelta64(1, "D")
+    m = freshness(times, times[-1], lambda_per_day=0.02)
+    assert m.value == pytest.approx(math.exp(-0.02 * 50))
+    assert (m.low, m.high) == pytest.approx((math.exp(-0.02 * 75), math.exp(-0.02 * 25)))
+
+
+def test_few_labels_widen_freshness_to_the_interval_of_their_median() -> None:
+    # Ten labels on days 0..9: the quartiles are days 2.25 and 6.75, the median's 95% interval days 1 to 8
+    # (order statistics 2 and 9 of Bin(10, 1/2)).
+    times = np.datetime64("2026-01-01", "ns") + np.arange(10) * np.timedelta64(1, "D")
+    m = freshness(times, times[-1], lambda_per_day=0.02)
+    assert (m.low, m.high) == pytest.approx((math.exp(-0.02 * 8), math.exp(-0.02 * 1)))
+    assert m.detail["median_interval"] == ["2026-01-02T00:00:00+00:00", "2026-01-09T00:00:00+00:00"]
+
+
+def test_one_label_does_not_make_freshness_exact() -> None:
+    m = freshness(days("2026-01-20"), "2026-01-21", lambda_per_day=0.02)
+    assert m.value == pytest.approx(math.exp(-0.02)) and (m.low, m.high) == (0.0, 1.0)
+    # Without decay F is 1 whatever the labels' times: exact, however few they are.
+    still = freshness(days("2026-01-20"), "2026-01-21", lambda_per_day=0.0)
+    assert (still.value, still.low, still.high) == (1.0, 1.0, 1.0)
+
+
+def test_median_ranks_cover_the_median() -> None:
+    assert [median_rank(0.95, n) for n in (1, 5)] == [None, None]
+    for n in (6, 7, 10, 20, 50, 100, 500, 1000, 1001, 5000):
+        rank = median_rank(0.95, n)
+        assert rank is not None and 1 - 2 * binom.cdf(rank - 1, n, 0.5) >= 0.95
+        if n <= 1000:  # exact: one rank further in no longer covers
+            assert 1 - 2 * binom.cdf(rank, n, 0.5) < 0.95
 
 
 def test_freshness_uses_only_the_most_recent_labels() -> None:
@@ -240,7 +275,33 @@ def test_f1_is_defined_when_every_label_is_positive() -> None:
     m = f1_reliability([1, 1, 1], [0.9, 0.8, 0.2])  # TP 2, FN 1: 4 / 5
     assert m.value == pytest.approx(0.8)
     perfect = f1_reliability([1, 1], [0.9, 0.8])
-    assert (perfect.value, perfect.low, perfect.high) == (1.0, 1.0, 1.0)
+    # Every replicate of two true positives is 1 too; two rows do not make F1 known exactly (Wilson of 2/2).
+    assert (perfect.value, perfect.high) == (1.0, 1.0) and perfect.low == pytest.approx(0.3424, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("metric", "y", "p"),
+    [
+        ("calibration", [1], [0.977]),  # one label: 1 - ECE = 0.977 in every bootstrap replicate
+        ("f1", [1], [0.9]),
+        ("brier_skill", [1, 0], [0.9, 0.1]),
+        ("calibration", [1] * 50, [0.99] * 50),  # 50 rows in one cell: no replicate differs either
+    ],
+)
+def test_a_tiny_or_uniform_sample_never_gives_a_zero_width_reliability_interval(
+    metric: str, y: list[int], p: list[float]
+) -> None:
+    m = reliability(y, p, metric)
+    assert m.defined and m.low <= m.value <= m.high
+    trials = len(y)
+    # At least as wide as the Wilson interval of the value on its trials.
+    z = 1.959963984540054
+    assert (
+        m.high - m.low
+        >= z * math.sqrt(m.value * (1 - m.value) / trials + z * z / (4 * trials**2)) / (1 + z * z / trials) - 1e-9
+    )
+    if trials == 1:
+        assert m.low < 0.25
 
 
 def test_the_counts_bootstrap_matches_a_row_bootstrap() -> None:

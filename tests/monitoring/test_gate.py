@@ -213,6 +213,45 @@ def test_stored_rewards_that_are_not_0_or_1_are_skipped_and_counted_not_a_crash(
     assert report["level"] == candidate.report["level"] and report["exit_code"] == candidate.report["exit_code"]
 
 
+def test_too_little_evidence_is_insufficient_with_the_reason_and_an_alert(ledger: Ledger) -> None:
+    # A ten-minute window just after the training window: two decisions, both labelled.
+    as_of, options = TRAINED_UNTIL + timedelta(minutes=10), GateOptions(window_days=10 / 1440, sample_size=5_000)
+    report = ledger.gate(as_of=as_of, options=options).report
+    size = report["evidence_size"]
+    assert (size["decisions"], size["judged"], size["enough"]) == (2, 2, False)
+    assert size["level_by_score"] == "DEGRADED"  # what S alone says, from two labels
+    assert report["level"] == "INSUFFICIENT" and report["exit_code"] == 2
+    assert size["reasons"] == [
+        "2 decisions in the window, the gate needs at least 200",
+        "reliability rests on 2 labelled decisions made after the generation's training window, the gate needs "
+        "at least 100",
+    ]
+    assert [a["kind"] for a in report["alerts"]] == ["evidence_size"]
+    assert "too little evidence to judge" in report["summary"]
+    assert report["label_latency"]["days_until_sufficient"] is None
+    # Two observations leave every dimension far from known.
+    assert all(m["interval"][1] - m["interval"][0] > 0.3 for m in report["dimensions"].values())
+    # The minimum is a declared gate parameter: lowered, the score decides again.
+    lenient = GateOptions(
+        parameters=preset("default", min_decisions=1, min_labelled=1), window_days=10 / 1440, sample_size=5_000
+    )
+    judged = ledger.gate(as_of=as_of, options=lenient).report
+    assert judged["level"] == "DEGRADED" and judged["evidence_size"]["enough"]
+    assert not [a for a in judged["alerts"] if a["kind"] == "evidence_size"]
+    # The next evaluation reads a history whose level is not the one its S gives, without failing.
+    after = ledger.gate(history=[report]).report
+    assert after["level"] == "SUFFICIENT" and not [a for a in after["alerts"] if a["kind"] == "level"]
+
+
+def test_level_alerts_use_the_policys_thresholds(ledger: Ledger, candidate: GateResult) -> None:
+    # Stricter thresholds than the alerts' defaults: S between them is DEGRADED, not a mismatch.
+    strict = preset("default", sufficient=min(0.99, candidate.report["S"] + 0.05))
+    options = GateOptions(parameters=strict, sample_size=5_000, scoring_size=400)
+    report = ledger.gate(options=options, history=[candidate.report]).report
+    assert report["level"] == "DEGRADED"
+    assert {"kind": "level", "message": "evidence sufficiency fell from SUFFICIENT to DEGRADED"} in report["alerts"]
+
+
 def test_unknown_generation(ledger: Ledger) -> None:
     with pytest.raises(UnknownGeneration, match="no generation 9"):
         ledger.gate(number=9)

@@ -13,13 +13,14 @@ import typer
 from typer.testing import CliRunner
 
 from banditgate.service.commands.blind_period import blind_period_command
+from banditgate.service.commands.exits import UsageExitGroup
 
 runner = CliRunner()
 PAPER = ["--preset", "fraud", "--tau-r", "0.15", "--r0", "0.1333"]
 
 
 def _cli() -> typer.Typer:
-    cli = typer.Typer()
+    cli = typer.Typer(cls=UsageExitGroup)  # as banditgate's root app: usage errors exit 64
 
     @cli.callback()
     def main() -> None:
@@ -136,11 +137,11 @@ def test_plot(tmp_path: Path) -> None:
 )
 def test_bad_input_is_refused(arguments: list[str], message: str) -> None:
     result = runner.invoke(app, ["blind-period", *arguments])
-    assert result.exit_code == 2
+    assert result.exit_code == 64
     assert message in " ".join(result.output.replace("│", " ").split())
 
 
 def test_an_unwritable_plot_path_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "plot.png"
     result = runner.invoke(app, ["blind-period", "--plot", str(path)])
-    assert result.exit_code == 2 and f"cannot write {path}" in result.stderr
+    assert result.exit_code == 1 and f"cannot write {path}" in result.stderr

@@ -57,7 +57,7 @@ def test_errors_exit_non_zero_with_the_servers_message(server: LiveServer) -> No
     refused = runner.invoke(app, ["reward", "-", "--url", server.url], input='{"decision_id": "ghost", "reward": 1}')
     assert refused.exit_code == 1 and "404" in refused.output and "ghost" in refused.output
     malformed = runner.invoke(app, ["decide", "-", "--url", server.url], input="{not json")
-    assert malformed.exit_code == 2 and "not valid JSON" in malformed.output
+    assert malformed.exit_code == 64 and "not valid JSON" in malformed.output
     unreachable = runner.invoke(app, ["decide", "-", "--url", "http://127.0.0.1:9"], input=json.dumps(DECISION))
     assert unreachable.exit_code == 3 and "cannot reach" in unreachable.output
 
@@ -86,7 +86,53 @@ def test_db_upgrade(tmp_path: Path) -> None:
 
 def test_invalid_settings_are_reported(tmp_path: Path) -> None:
     result = runner.invoke(app, ["db", "upgrade"], env={"BANDITGATE_SQLITE_SYNCHRONOUS": "SOMETIMES"})
-    assert result.exit_code == 2 and "sqlite_synchronous" in result.output
+    assert result.exit_code == 64 and "sqlite_synchronous" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        *(["serve"], ["decide"], ["reward"], ["policies", "list"], ["policies", "set", "x"], ["db", "upgrade"]),
+        *(["simulate"], ["retrain"], ["evaluate"], ["health"], ["promote"], ["rollback"], ["generations"]),
+        *(["gate"], ["blind-period"]),
+    ],
+)
+def test_a_usage_error_exits_64_in_every_command(command: list[str]) -> None:
+    # Click's own status for a usage error is 2, which `banditgate gate` uses for INSUFFICIENT.
+    result = runner.invoke(app, [*command, "--no-such-option"])
+    assert result.exit_code == 64, result.output
+    assert "No such option" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["gate", "--generation", "one"],
+        ["gate"],  # --generation is required
+        ["gate", "--generation", "1", "--what-if", "sideways"],
+        ["gate", "--generation", "1", "--as-of", "yesterday"],
+        ["no-such-command"],
+        ["policies", "set", "x", "--param", "no-equals-sign", "--api-key", "k"],
+    ],
+)
+def test_bad_arguments_exit_64_never_a_level(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 64, result.output
+
+
+def test_a_gate_that_fails_exits_4_with_one_line_not_a_traceback(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.db"
+    ledger.write_bytes(b"this is not a database" * 100)
+    env = {**os.environ, "BANDITGATE_DATABASE_URL": f"sqlite:///{ledger}", "BANDITGATE_ARTIFACT_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "banditgate.service.cli", "gate", "--generation", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 4, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("no gate evaluation: DatabaseError") and "not a database" in result.stderr
 
 
 def test_blind_period_is_a_banditgate_command() -> None:

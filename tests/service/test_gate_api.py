@@ -194,13 +194,36 @@ def test_cli_promote_with_an_override(server: LiveServer) -> None:
     refused = runner.invoke(cli, [*base, *common])
     assert refused.exit_code == 1 and "INSUFFICIENT" in refused.output
     partial = runner.invoke(cli, [*base, "--override-by", "dana", *common])
-    assert partial.exit_code == 2 and "--override-until" in partial.output
+    assert partial.exit_code == 64 and "--override-until" in partial.output
     promoted = runner.invoke(
         cli,
         [*base, "--override-by", "dana", "--override-reason", "incident", "--override-until", FUTURE, *common],
     )
     assert promoted.exit_code == 0, promoted.output
     assert "promoted generation 1" in promoted.output and "override by dana" in promoted.output
+
+
+def test_a_refused_promotion_prints_the_verdict_and_its_reasons_and_keeps_the_report(
+    server: LiveServer, tmp_path
+) -> None:
+    without_evidence(server)
+    base = ["promote", "--policy", "default", "--generation", "1", "--reason", "hotfix"]
+    common = ["--url", server.url, "--api-key", API_KEY]
+    kept = tmp_path / "gate.json"
+    refused = runner.invoke(cli, [*base, *common, "--report", str(kept)])
+    assert refused.exit_code == 1 and refused.stdout == ""
+    lines = refused.stderr.splitlines()
+    # A few lines (the report itself is tens of kilobytes of JSON): the refusal, the verdict, the reasons.
+    assert len(refused.stderr) < 3_000 and len(lines) < 15, refused.stderr
+    assert lines[0] == "HTTP 409: the promotion gate refused generation 1 of policy 'default'"
+    assert lines[1].startswith("verdict: INSUFFICIENT (S = 0.000, evaluation 1 as of ")
+    assert any("too little evidence to judge: 0 decisions in the window" in line for line in lines)
+    assert any("completeness cannot reach S = 0.80 by itself" in line for line in lines)
+    report = json.loads(kept.read_text())
+    assert report["level"] == "INSUFFICIENT" and report["report"]["dimensions"]["completeness"]["n"] == 0
+    as_json = runner.invoke(cli, [*base, *common, "--json"])
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout)["detail"]["gate_report"]["report"]["evidence_size"]["decisions"] == 0
 
 
 def test_a_gate_that_cannot_load_a_model_refuses_with_409(server: LiveServer) -> None:

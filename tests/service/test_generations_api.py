@@ -313,7 +313,7 @@ def test_cli_promote_rollback_and_generations(server: LiveServer) -> None:
 
     no_key = ["rollback", "--policy", "default", "--to", "1", "--reason", "x", "--url", server.url]
     refused = runner.invoke(cli, no_key, env={"BANDITGATE_API_KEY": ""})
-    assert refused.exit_code == 2 and "API key" in refused.output
+    assert refused.exit_code == 64 and "API key" in refused.output
     as_json = runner.invoke(cli, ["generations", "--policy", "default", "--json", "--url", server.url])
     assert [g["status"] for g in json.loads(as_json.stdout)] == ["deployed", "retired"]
     unknown = runner.invoke(cli, ["generations", "--policy", "nope", "--url", server.url])

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from banditgate.ledger.db import make_engine
 from banditgate.ledger.models import Decision, Reward
 from banditgate.service.commands import simulate as simulate_command
+from banditgate.service.commands.exits import UsageExitGroup
 from banditgate.service.settings import Settings
 from banditgate.simulator import PRESETS
 from banditgate.simulator import world as world_module
@@ -27,7 +28,7 @@ runner = CliRunner()
 
 
 def _cli() -> typer.Typer:
-    cli = typer.Typer()
+    cli = typer.Typer(cls=UsageExitGroup)  # as banditgate's root app: usage errors exit 64
 
     @cli.callback()
     def main() -> None:
@@ -165,9 +166,9 @@ def test_an_unknown_policy_aborts_with_the_services_message(tmp_path: Path) -> N
         (["--flush-rewards"], "needs --start"),
     ],
 )
-def test_bad_options_exit_2_with_a_message(options: list[str], message: str) -> None:
+def test_bad_options_exit_64_with_a_message(options: list[str], message: str) -> None:
     result = runner.invoke(app, ["simulate", *options], env={"COLUMNS": "200"})
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 64, result.output
     assert message in result.output
 
 

@@ -121,6 +121,22 @@ def bounded(name: str, value: float, low: float, high: float, n: int, detail: Ma
     return Measurement(name, value, low, high, int(n), detail)
 
 
+def wilson(share: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``share`` observed on ``n`` trials (``n >= 1``).
+
+    ``centre = (s + z^2 / 2n) / (1 + z^2 / n)``, ``half = z / (1 + z^2 / n) * sqrt(s (1 - s) / n + z^2 / 4n^2)``.
+    Never zero-width, however few the trials or extreme the share: one trial that succeeded reads [0.21, 1].
+
+    >>> [round(x, 4) for x in wilson(1.0, 1)]
+    [0.2065, 1.0]
+    """
+    z = z_value(confidence)
+    denominator = 1.0 + z * z / n
+    centre = (share + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(max(0.0, share * (1.0 - share)) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def z_value(confidence: float) -> float:
     """The two-sided normal quantile for ``confidence`` (1.96 at 0.95)."""
     return NormalDist().inv_cdf(0.5 + check_confidence(confidence) / 2.0)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
-from banditgate.monitoring.dimensions.base import Measurement, bounded, integer_parameter, undefined, z_value
+from banditgate.monitoring.dimensions.base import (
+    Measurement,
+    bounded,
+    check_confidence,
+    integer_parameter,
+    undefined,
+    wilson,
+)
 
 
 def completeness(labelled: int, total: int, confidence: float = 0.95) -> Measurement:
@@ -31,12 +36,9 @@ def completeness(labelled: int, total: int, confidence: float = 0.95) -> Measure
     labelled, total = integer_parameter("labelled", labelled, 0), integer_parameter("total", total, 0)
     if labelled > total:
         raise ValueError(f"labelled ({labelled}) cannot exceed total ({total})")
-    z = z_value(confidence)
+    check_confidence(confidence)
     detail = {"method": "wilson", "labelled": labelled, "total": total, "confidence": confidence}
     if total == 0:
         return undefined("completeness", "no decisions in the window", **detail)
     share = labelled / total
-    denominator = 1.0 + z * z / total
-    centre = (share + z * z / (2 * total)) / denominator
-    half = z * math.sqrt(share * (1.0 - share) / total + z * z / (4 * total * total)) / denominator
-    return bounded("completeness", share, centre - half, centre + half, total, detail)
+    return bounded("completeness", share, *wilson(share, total, confidence), total, detail)

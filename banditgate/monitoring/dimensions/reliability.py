@@ -33,6 +33,13 @@ positive drawn for F1, one class for Brier skill) count as 0, the conservative r
 interval is widened to contain the point estimate when it does not (it need not: ECE's finite-sample bias
 shifts its bootstrap distribution up, so the interval of ``1 - ECE`` leans low).
 
+Small samples. A bootstrap only redraws what it has seen: one labelled decision (or a hundred that are all
+true positives) gives the same value in every replicate and a zero-width interval, as if the metric were
+known exactly. So the interval is also widened to contain the Wilson interval of the value read as a
+proportion of its trials (the labelled rows; for F1 the rows that enter it, ``TP + FP + FN``): one label
+reads about [0.2, 1] whatever its score, and on thousands of rows the bootstrap's own interval is the wider
+one almost everywhere.
+
 Undefined cases read 0 with the interval [0, 1] and a reason: no labelled rows (all metrics), no positive
 labels (F1, whose recall has no denominator), one class only (Brier skill, whose reference score is 0).
 Scores outside [0, 1] (a regression oracle may step slightly outside) are clipped and counted.
@@ -55,7 +62,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from banditgate.monitoring.dimensions.base import Measurement, bounded, check_confidence, integer_parameter, undefined
+from banditgate.monitoring.dimensions.base import (
+    Measurement,
+    bounded,
+    check_confidence,
+    integer_parameter,
+    undefined,
+    wilson,
+)
 from banditgate.policies.exploration.base import number_parameter
 
 #: The reliability metrics :func:`reliability` dispatches to.
@@ -111,7 +125,8 @@ def f1_reliability(
     drawn_tp, drawn_fp, drawn_fn = (draws[:, i].astype(np.float64) for i in range(3))
     denominator = 2 * drawn_tp + drawn_fp + drawn_fn
     replicates = np.where(drawn_tp + drawn_fn > 0, 2 * drawn_tp / np.maximum(denominator, 1.0), 0.0)
-    return bounded("reliability", value, *_percentiles(replicates, confidence), labels.size, detail)
+    low, high = _interval(value, replicates, tp + fp + fn, confidence)
+    return bounded("reliability", value, low, high, labels.size, detail)
 
 
 def brier_skill_reliability(
@@ -144,7 +159,7 @@ def brier_skill_reliability(
     drawn_q = counts[:, 1] / n
     variance = drawn_q * (1.0 - drawn_q)
     replicates = np.where(variance > 0, 1.0 - sums.sum(axis=1) / n / np.where(variance > 0, variance, 1.0), 0.0)
-    low, high = _percentiles(np.maximum(replicates, 0.0), confidence)
+    low, high = _interval(max(0.0, skill), np.maximum(replicates, 0.0), n, confidence)
     return bounded("reliability", max(0.0, skill), low, high, n, detail)
 
 
@@ -194,7 +209,7 @@ def calibration_reliability(
     drawn_labels = counts[:, 1::2]
     drawn_scores = sums[:, 0::2] + sums[:, 1::2]
     replicates = 1.0 - np.abs(drawn_labels - drawn_scores).sum(axis=1) / n
-    return bounded("reliability", 1.0 - ece, *_percentiles(replicates, confidence), n, detail)
+    return bounded("reliability", 1.0 - ece, *_interval(1.0 - ece, replicates, n, confidence), n, detail)
 
 
 _METRICS: dict[str, Callable[..., Measurement]] = {
@@ -273,6 +288,9 @@ def _resample_cells(
     return drawn, np.clip(drawn * mean + noise, drawn * low, drawn * high)
 
 
-def _percentiles(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+def _interval(value: float, replicates: np.ndarray, trials: int, confidence: float) -> tuple[float, float]:
+    """The percentile interval of the replicates, widened to the Wilson interval of ``value`` on ``trials``
+    (see "Small samples" in the module docstring)."""
     low, high = np.quantile(replicates, [0.5 - confidence / 2.0, 0.5 + confidence / 2.0])
-    return float(low), float(high)
+    wilson_low, wilson_high = wilson(min(1.0, max(0.0, value)), trials, confidence)
+    return min(float(low), wilson_low), max(float(high), wilson_high)

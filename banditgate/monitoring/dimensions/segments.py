@@ -334,7 +334,9 @@ def _measure(rows: _Evidence, reference: np.ndarray | str | None, settings: _Set
     scored = ~np.isnan(rows.score)
     return DimensionSet(
         completeness=completeness(int(np.count_nonzero(labelled)), labelled.size, settings.confidence),
-        freshness=freshness_ns(rows.observed[labelled], settings.as_of_ns, settings.lambda_per_day, settings.recent),
+        freshness=freshness_ns(
+            rows.observed[labelled], settings.as_of_ns, settings.lambda_per_day, settings.recent, settings.confidence
+        ),
         reliability=_reliability(rows, labelled & scored, settings),
         representativeness=_representativeness(rows, int(np.count_nonzero(scored)), reference, settings),
     )

@@ -6,7 +6,7 @@ Usage::
     banditgate blind-period --scenario mixed --days 180 --json > mixed.json
     banditgate blind-period --scenario covariate --magnitude 0.3 --onset 5 --plot covariate.png
 
-Exit codes: 0 done; 2 bad options.
+Exit codes: 0 done; 1 the plot cannot be written; 64 bad options.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from banditgate.monitoring.blind_period import (
     scenario,
 )
 from banditgate.monitoring.sufficiency import Dimensions, Level, preset
+from banditgate.service.commands.exits import EXIT_FAILED, EXIT_USAGE
 
 ScenarioName = Literal["none", "covariate", "concept", "prior", "mixed"]
 PresetName = Literal["default", "fraud", "credit"]
@@ -75,7 +76,7 @@ def blind_period_command(
         drifts = scenario(scenario_name, magnitude=magnitude, onset=onset)
     except ValueError as exc:
         typer.secho(f"blind-period: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
     projection = project(start, params, drifts, days)
     if plot is not None:
         projections = {scenario_name: projection}
@@ -85,7 +86,7 @@ def blind_period_command(
             projection_figure(projections, params).savefig(plot, format="png", dpi=110)
         except OSError as exc:
             typer.secho(f"blind-period: cannot write {plot}: {exc}", fg="red", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(EXIT_FAILED) from None
         typer.echo(f"wrote {plot}", err=True)
     if json_output:
         document = {

@@ -12,14 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from banditgate.monitoring.blind_period import SCENARIOS
+from banditgate.service.commands.exits import EXIT_CANNOT_EVALUATE, EXIT_USAGE
 from banditgate.service.commands.retrain import parse_as_of
 
 if TYPE_CHECKING:
-    from banditgate.monitoring.gate import GateResult
-
-#: Exit status when the gate could not be evaluated (unknown policy or generation, unreadable artifact);
-#: 0, 1 and 2 are the levels, and typer's own usage errors also exit 2.
-EXIT_ERROR = 4
+    from banditgate.monitoring.gate import GateOptions, GateResult
+    from banditgate.service.settings import Settings
 
 
 def gate_command(
@@ -43,29 +41,66 @@ def gate_command(
     """Judge the evidence behind a generation: S, its four dimensions with intervals, the gate factor A, the
     level, every proxy indicator with its status, and what would make it sufficient.
 
-    Exit status: 0 SUFFICIENT, 1 DEGRADED, 2 INSUFFICIENT, 4 when it cannot be evaluated.
+    Exit status: 0 SUFFICIENT, 1 DEGRADED, 2 INSUFFICIENT (also when the window holds too little evidence to
+    judge), 4 when it cannot be evaluated (unknown policy or generation, unreadable model, unreachable
+    database, any error while evaluating: one line on standard error says why), 64 usage error (bad option,
+    invalid settings).
     """
     if what_if is not None and what_if not in SCENARIOS:
         typer.secho(f"--what-if must be one of {', '.join(SCENARIOS)}, got {what_if!r}", fg="red", err=True)
-        raise typer.Exit(EXIT_ERROR)
+        raise typer.Exit(EXIT_USAGE)
+    when = parse_as_of(as_of)
     # Imported here, not at the top: every command line (even --help) imports this module.
-    from banditgate.ledger.artifacts import ArtifactError
+    from pydantic import ValidationError
+
+    from banditgate.service.settings import Settings
+
+    try:
+        settings = Settings()
+        changes = {} if window_days is None else {"window_days": window_days}
+        options = settings.gate_for(policy).options(**changes)
+    except (ValidationError, ValueError) as exc:
+        typer.secho(f"invalid settings or options: {exc}", fg="red", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        result = _evaluate(settings, policy, generation, when, options, what_if, store)
+        if html is not None:
+            from banditgate.monitoring.report import write_gate_report
+
+            write_gate_report(result, html)
+            typer.echo(f"wrote {html}", err=True)
+    except Exception as exc:
+        # Whatever fails (unknown policy, unreadable model, the database, a bug) cannot exit 1 or 2: those
+        # are levels, and a script would read a crash as DEGRADED.
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        typer.secho(f"no gate evaluation: {type(exc).__name__}: {first_line}", fg="red", err=True)
+        raise typer.Exit(EXIT_CANNOT_EVALUATE) from None
+    if json_output:
+        typer.echo(json.dumps(result.report, indent=2, default=str))
+    else:
+        _print(result)
+    raise typer.Exit(result.report["exit_code"])
+
+
+def _evaluate(
+    settings: Settings,
+    policy: str,
+    generation: int,
+    as_of: Any,
+    options: GateOptions,
+    what_if: str | None,
+    store: bool,
+) -> GateResult:
+    """Evaluate the gate on the configured ledger, and store the evaluation if asked."""
     from banditgate.ledger.db import make_engine, make_sessionmaker
     from banditgate.ledger.gate_evaluations import gate_history, store_gate_evaluation
     from banditgate.ledger.migrate import upgrade
-    from banditgate.ledger.promotion import UnknownGeneration
-    from banditgate.ledger.registry import UnknownPolicy
     from banditgate.monitoring.gate import evaluate_gate
-    from banditgate.monitoring.report import write_gate_report
-    from banditgate.service.settings import Settings
 
-    settings = Settings()
-    changes = {} if window_days is None else {"window_days": window_days}
-    options = settings.gate_for(policy).options(**changes)
     engine = make_engine(settings.database_url)
-    upgrade(engine)  # like the service at start-up: evaluations are stored in a table newer ledgers have
-    sessions = make_sessionmaker(engine)
     try:
+        upgrade(engine)  # like the service at start-up: evaluations are stored in a table newer ledgers have
+        sessions = make_sessionmaker(engine)
         with sessions() as session:
             history = [row.report for row in gate_history(session, policy, generation)]
             with warnings.catch_warnings():
@@ -75,7 +110,7 @@ def gate_command(
                     settings.artifact_dir,
                     policy,
                     generation,
-                    as_of=parse_as_of(as_of),
+                    as_of=as_of,
                     options=options,
                     history=history,
                     what_if=what_if,
@@ -83,19 +118,9 @@ def gate_command(
         if store:
             with sessions() as session, session.begin():
                 result.report["evaluation_id"] = store_gate_evaluation(session, result.report).id
-    except (UnknownPolicy, UnknownGeneration, ArtifactError) as exc:
-        typer.secho(f"no gate evaluation: {exc}", fg="red", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
+        return result
     finally:
         engine.dispose()
-    if html is not None:
-        write_gate_report(result, html)
-        typer.echo(f"wrote {html}", err=True)
-    if json_output:
-        typer.echo(json.dumps(result.report, indent=2, default=str))
-    else:
-        _print(result)
-    raise typer.Exit(result.report["exit_code"])
 
 
 def _print(result: GateResult) -> None:

@@ -16,7 +16,7 @@ Usage::
     banditgate simulate --days 10 --start 2026-01-05 --url http://127.0.0.1:8000 --flush-rewards --json > run.json
 
 Exit codes: 0 done without a failed request; 1 some requests failed, the run was aborted, or the server refuses
-simulated time; 2 bad options or settings; 3 the service cannot be reached or started.
+simulated time; 3 the service cannot be reached or started; 64 bad options or settings.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from banditgate.service.commands.exits import EXIT_USAGE
 
 # The service, the simulator (pandas, SciPy) and the database client are imported where they are used: every
 # command line (even --help) imports this module.
@@ -253,7 +255,7 @@ async def _remote(url: str, concurrency: int, simulation: Simulation) -> Simulat
 
 
 def _settings(database_url: str | None) -> Settings:
-    """The configured settings with the simulated clock on (and ``database_url`` when given); exit 2 if invalid."""
+    """The configured settings with the simulated clock on (and ``database_url`` when given); exit 64 if invalid."""
     from pydantic import ValidationError
 
     from banditgate.service.settings import Settings
@@ -265,7 +267,7 @@ def _settings(database_url: str | None) -> Settings:
         return Settings(**overrides)
     except (ValidationError, ValueError) as exc:
         typer.secho(f"invalid settings: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _redacted(database_url: str) -> str:
