@@ -29,7 +29,7 @@ from banditgate.ledger.models import Decision
 from tests.service.helpers import ACTIONS, train_oracle
 from tests.support.server import free_port
 
-API_KEY = "load-test-key"
+API_KEY = "load-test-key-0123456789"
 LOAD_SECONDS = 15.0
 PROMOTE_AFTER = 7.0
 IN_FLIGHT = 8  # concurrent requests per server

@@ -19,14 +19,14 @@ def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_environment_wins_over_the_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "banditgate.toml"
     config.write_text(
-        'database_url = "sqlite:///from-file.db"\napi_key = "file-key"\n'
+        'database_url = "sqlite:///from-file.db"\napi_key = "file-key-0123456789abc"\n'
         '[policies.retry]\nexploration = "softmax"\nexploration_params = { temperature = 0.1 }\nfloor = 0.05\n'
     )
     monkeypatch.setenv("BANDITGATE_CONFIG", str(config))
-    monkeypatch.setenv("BANDITGATE_API_KEY", "env-key")
+    monkeypatch.setenv("BANDITGATE_API_KEY", "env-key-0123456789abc")
     settings = Settings()
     assert settings.database_url == "sqlite:///from-file.db"
-    assert settings.api_key is not None and settings.api_key.get_secret_value() == "env-key"
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "env-key-0123456789abc"
     assert settings.policies["retry"].floor == 0.05 and settings.policies["retry"].exploration == "softmax"
 
 

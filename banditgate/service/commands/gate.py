@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,14 +12,14 @@ from rich.table import Table
 
 from banditgate.ledger.artifacts import ArtifactError
 from banditgate.ledger.db import make_engine, make_sessionmaker
-from banditgate.ledger.gate_evaluations import gate_history, store_gate_evaluation
 from banditgate.ledger.migrate import upgrade
 from banditgate.ledger.promotion import UnknownGeneration
 from banditgate.ledger.registry import UnknownPolicy
 from banditgate.monitoring.blind_period import SCENARIOS
-from banditgate.monitoring.gate import GateResult, evaluate_gate
+from banditgate.monitoring.gate import GateResult
 from banditgate.monitoring.report import write_gate_report
 from banditgate.service.commands.retrain import parse_as_of
+from banditgate.service.gate_worker import compute_gate
 from banditgate.service.settings import Settings
 
 #: Exit status when the gate could not be evaluated (unknown policy or generation, unreadable artifact);
@@ -43,7 +42,11 @@ def gate_command(
         Path | None, typer.Option(help="write the HTML report (with the evidently drift report) here")
     ] = None,
     store: Annotated[
-        bool, typer.Option(help="keep the evaluation in the ledger (promotion relies on the latest one)")
+        bool,
+        typer.Option(
+            help="keep the evaluation in the ledger (a promotion relies on one as of now with the policy's gate "
+            "options: not one with --as-of or --window-days)"
+        ),
     ] = True,
 ) -> None:
     """Judge the evidence behind a generation: S, its four dimensions with intervals, the gate factor A, the
@@ -61,28 +64,27 @@ def gate_command(
     upgrade(engine)  # like the service at start-up: evaluations are stored in a table newer ledgers have
     sessions = make_sessionmaker(engine)
     try:
-        with sessions() as session:
-            history = [row.report for row in gate_history(session, policy, generation)]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # evidently's pandas deprecations, not ours
-                result = evaluate_gate(
-                    session,
-                    settings.artifact_dir,
-                    policy,
-                    generation,
-                    as_of=parse_as_of(as_of),
-                    options=options,
-                    history=history,
-                    what_if=what_if,
-                )
-        if store:
-            with sessions() as session, session.begin():
-                result.report["evaluation_id"] = store_gate_evaluation(session, result.report).id
+        result = compute_gate(
+            sessions,
+            settings.artifact_dir,
+            policy,
+            generation,
+            options=options,
+            as_of=parse_as_of(as_of),
+            what_if=what_if,
+            store=store,
+        )
     except (UnknownPolicy, UnknownGeneration, ArtifactError) as exc:
         typer.secho(f"no gate evaluation: {exc}", fg="red", err=True)
         raise typer.Exit(EXIT_ERROR) from None
     finally:
         engine.dispose()
+    if store and (as_of is not None or options != settings.gate_for(policy).options()):
+        typer.echo(
+            f"stored as evaluation {result.report['evaluation_id']}, for reading only: a promotion relies on an "
+            "evaluation as of now with the policy's gate options (no --as-of, no --window-days)",
+            err=True,
+        )
     if html is not None:
         write_gate_report(result, html)
         typer.echo(f"wrote {html}", err=True)
