@@ -128,6 +128,11 @@ class GateWorker:
         self._last_seconds: float | None = None
 
     @property
+    def busy(self) -> bool:
+        """Whether this process is running a job (another serving process of the host may be, too)."""
+        return self._lock.locked()
+
+    @property
     def retry_after(self) -> int:
         """Seconds a refused request should wait: about as long as the last job took."""
         return DEFAULT_RETRY_AFTER if self._last_seconds is None else max(1, math.ceil(self._last_seconds))
@@ -135,7 +140,7 @@ class GateWorker:
     async def run(self, job: GateJob) -> dict[str, Any]:
         """Evaluate ``job`` in a worker process; return the report. Raises :class:`GateBusy` at once if a job
         is running, :class:`GateJobFailed` if it cannot be evaluated."""
-        if self._lock.locked():
+        if self.busy:
             raise GateBusy(self.retry_after)
         async with self._lock:
             with self._host_lock() as acquired:

@@ -271,6 +271,9 @@ async def compute_gate_report(
     404 for an unknown policy or generation, 409 when a model artifact cannot be loaded.
     """
     body = body or GateRequestIn()
+    if runtime.gate_worker.busy:  # shed the load before touching the database
+        busy = GateBusy(runtime.gate_worker.retry_after)
+        raise HTTPException(503, str(busy), headers={"Retry-After": str(busy.retry_after)})
 
     def check() -> None:
         with runtime.sessions() as session:
