@@ -29,14 +29,14 @@ def store_gate_evaluation(session: Session, report: Mapping[str, Any]) -> GateEv
     return row
 
 
-def latest_gate_evaluation(session: Session, policy: str, generation: int) -> GateEvaluation | None:
-    """The most recently computed evaluation of a generation, if any."""
-    return session.scalars(
-        select(GateEvaluation)
+def latest_gate_evaluation_id(session: Session, policy: str, generation: int) -> int | None:
+    """The id of the most recently computed evaluation of a generation, if any (its report is not read)."""
+    return session.scalar(
+        select(GateEvaluation.id)
         .where(GateEvaluation.policy == policy, GateEvaluation.generation == generation)
         .order_by(GateEvaluation.computed_at.desc(), GateEvaluation.id.desc())
         .limit(1)
-    ).first()
+    )
 
 
 def get_gate_evaluation(session: Session, policy: str, generation: int, evaluation_id: int) -> GateEvaluation | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -23,7 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from sqlalchemy.orm import Session
 
 from banditgate.ledger import promotion, registry
-from banditgate.ledger.gate_evaluations import get_gate_evaluation, latest_gate_evaluation
+from banditgate.ledger.gate_evaluations import get_gate_evaluation, latest_gate_evaluation_id
 from banditgate.ledger.models import Generation
 from banditgate.monitoring.promotion_gate import Override, SufficiencyGate
 from banditgate.service.deps import get_runtime, get_session, require_admin
@@ -215,11 +217,11 @@ def latest_gate_report(
     be (see ``banditgate gate``). Nothing is computed: 404 when none is stored, saying how to compute one
     (``banditgate gate``, or ``POST`` on this path with the admin key)."""
     _generation_or_404(session, name, number)
-    evaluation = latest_gate_evaluation(session, name, number)
-    if evaluation is None:
+    evaluation_id = latest_gate_evaluation_id(session, name, number)
+    if evaluation_id is None:
         hint = NO_EVALUATION.format(name=name, number=number)
         raise HTTPException(404, f"no gate evaluation of generation {number} of policy {name!r} is stored: {hint}")
-    return _report_response({**evaluation.report, "evaluation_id": evaluation.id})
+    return _stored_report(session, name, number, evaluation_id)
 
 
 @router.get(
@@ -234,10 +236,45 @@ def stored_gate_report(
 ) -> Response:
     """One stored gate evaluation of a generation, by id (the id a promotion's gate report names)."""
     _generation_or_404(session, name, number)
-    evaluation = get_gate_evaluation(session, name, number, evaluation_id)
-    if evaluation is None:
-        raise HTTPException(404, f"generation {number} of policy {name!r} has no gate evaluation {evaluation_id}")
-    return _report_response({**evaluation.report, "evaluation_id": evaluation.id})
+    return _stored_report(session, name, number, evaluation_id)
+
+
+class _ReportCache:
+    """The JSON of the last few stored reports served: a stored evaluation never changes, and decoding and
+    encoding a report (tens of kilobytes, per segment and proxy) on every read costs the serving process more
+    than a decision does."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str, int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()  # the reads run in the thread pool
+
+    def get(self, key: tuple[str, str, int, int]) -> bytes | None:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+            return self._entries.get(key)
+
+    def put(self, key: tuple[str, str, int, int], body: bytes) -> None:
+        with self._lock:
+            self._entries[key] = body
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
+_REPORTS = _ReportCache()
+
+
+def _stored_report(session: Session, name: str, number: int, evaluation_id: int) -> Response:
+    key = (session.get_bind().url.render_as_string(), name, number, evaluation_id)  # one cache, any ledger
+    body = _REPORTS.get(key)
+    if body is None:
+        evaluation = get_gate_evaluation(session, name, number, evaluation_id)
+        if evaluation is None:
+            raise HTTPException(404, f"generation {number} of policy {name!r} has no gate evaluation {evaluation_id}")
+        body = json.dumps({**evaluation.report, "evaluation_id": evaluation.id}, default=str).encode()
+        _REPORTS.put(key, body)
+    return Response(body, media_type="application/json")
 
 
 @router.post(
