@@ -8,6 +8,9 @@ What is measured
     ``GET .../gate`` (the latest stored evaluation): first without the key (``open gate load``: what anyone
     who reaches the port can do; the POST gets 401), then with it (``admin gate load``: the POST is answered
     201 by the one request that gets the worker, 503 with ``Retry-After`` by the others while it runs).
+    A control phase (``policy reads``) has the eight clients loop over ``GET /v1/policies/default`` instead:
+    on a saturated machine any open endpoint hammered in a closed loop takes its share of the serving
+    process, so the gate endpoints are judged against another cheap read.
     Reported per phase: decisions per second, p50 and p99 latency, the gate answers by status, and the peak
     resident memory of the serving process and of the gate worker processes it starts (sampled from ``/proc``
     every 50 ms).
@@ -107,7 +110,8 @@ class MemoryWatch:
 
 
 async def phase(url: str, seconds: float, hammer: str | None) -> dict[str, Any]:
-    """Decisions for ``seconds``; with ``hammer`` (``open`` or ``admin``), eight clients on the gate too."""
+    """Decisions for ``seconds``; with ``hammer`` (``open`` or ``admin``: on the gate; ``policy``: on a policy's
+    configuration), eight more clients."""
     latencies: list[float] = []
     errors = 0
     gate_answers: Counter[str] = Counter()
@@ -130,11 +134,13 @@ async def phase(url: str, seconds: float, hammer: str | None) -> dict[str, Any]:
             else:
                 errors += 1
 
+    requests = [("GET", "/v1/policies/default")] * 2 if hammer == "policy" else [("POST", GATE), ("GET", GATE)]
+
     async def gate(client: httpx.AsyncClient) -> None:
         while time.perf_counter() < end:
-            for method in ("POST", "GET"):  # a client that ignores Retry-After
+            for method, path in requests:  # a client that ignores Retry-After
                 try:
-                    response = await client.request(method, GATE, json={} if method == "POST" else None)
+                    response = await client.request(method, path, json={} if method == "POST" else None)
                     gate_answers[f"{method} {response.status_code}"] += 1
                 except httpx.HTTPError as exc:
                     gate_answers[f"{method} {type(exc).__name__}"] += 1
@@ -205,7 +211,13 @@ def main() -> None:
                 assert first.status_code == 201, first.text
                 print(f"first evaluation: {first.json()['level']}, {first.elapsed.total_seconds():.1f} s")
                 results = {}
-                for name, hammer in (("quiet", None), ("open gate load", "open"), ("admin gate load", "admin")):
+                phases = (
+                    ("quiet", None),
+                    ("policy reads", "policy"),
+                    ("open gate load", "open"),
+                    ("admin gate load", "admin"),
+                )
+                for name, hammer in phases:
                     with MemoryWatch(server.pid) as memory:
                         results[name] = asyncio.run(phase(url, args.seconds, hammer))
                     results[name]["peak_rss_mb"] = {"serving": memory.server, "gate_worker": memory.worker}
@@ -221,7 +233,7 @@ def main() -> None:
             f"gate worker {r['peak_rss_mb']['gate_worker']:.0f} MB; gate answers {r['gate_answers']}"
         )
     change = {}
-    for name in ("open gate load", "admin gate load"):
+    for name in ("policy reads", "open gate load", "admin gate load"):
         loaded = results[name]
         change[name] = loaded["decisions_per_second"] / quiet["decisions_per_second"] - 1
         print(f"throughput under {name}: {change[name]:+.0%}; p99 x{loaded['p99_ms'] / quiet['p99_ms']:.1f}")
