@@ -16,7 +16,7 @@ from banditgate.service.settings import Settings
 from tests.support import postgres
 from tests.support.server import LiveServer
 
-API_KEY = "test-admin-key"
+API_KEY = "test-admin-key-0123456789"
 
 
 @pytest.fixture(scope="session")

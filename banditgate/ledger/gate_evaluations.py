@@ -29,14 +29,36 @@ def store_gate_evaluation(session: Session, report: Mapping[str, Any]) -> GateEv
     return row
 
 
-def latest_gate_evaluation(session: Session, policy: str, generation: int) -> GateEvaluation | None:
-    """The most recently computed evaluation of a generation, if any."""
-    return session.scalars(
-        select(GateEvaluation)
+def latest_gate_evaluation_id(session: Session, policy: str, generation: int) -> int | None:
+    """The id of the most recently computed evaluation of a generation, if any (its report is not read)."""
+    return session.scalar(
+        select(GateEvaluation.id)
         .where(GateEvaluation.policy == policy, GateEvaluation.generation == generation)
         .order_by(GateEvaluation.computed_at.desc(), GateEvaluation.id.desc())
         .limit(1)
-    ).first()
+    )
+
+
+def get_gate_evaluation(session: Session, policy: str, generation: int, evaluation_id: int) -> GateEvaluation | None:
+    """Evaluation ``evaluation_id``, if it is one of this generation's."""
+    row = session.get(GateEvaluation, evaluation_id)
+    return row if row is not None and (row.policy, row.generation) == (policy, generation) else None
+
+
+def gate_evaluations_since(session: Session, policy: str, generation: int, since: datetime) -> list[GateEvaluation]:
+    """The evaluations of a generation as of ``since`` or later, the latest ``as_of`` first (then the latest
+    computed): the candidates for the evidence a promotion relies on."""
+    return list(
+        session.scalars(
+            select(GateEvaluation)
+            .where(
+                GateEvaluation.policy == policy,
+                GateEvaluation.generation == generation,
+                GateEvaluation.as_of >= since,
+            )
+            .order_by(GateEvaluation.as_of.desc(), GateEvaluation.computed_at.desc(), GateEvaluation.id.desc())
+        ).all()
+    )
 
 
 def gate_history(session: Session, policy: str, generation: int, limit: int = 30) -> list[GateEvaluation]:

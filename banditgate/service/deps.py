@@ -34,11 +34,15 @@ async def require_admin(
     x_api_key: str | None = Header(default=None, description="admin API key"),
     x_actor: str | None = Header(default=None, max_length=128, description="who is making the change"),
 ) -> str:
-    """Check the admin API key; return who is acting (``X-Actor``, or ``"api-key"``)."""
-    if x_api_key is None:
+    """Check the admin API key; return who is acting (``X-Actor``, or ``"api-key"``).
+
+    401 without a key (an empty ``X-API-Key`` is no key), 403 with a wrong one or when the server has none: an
+    unset or empty ``BANDITGATE_API_KEY`` closes the admin endpoints.
+    """
+    if not x_api_key:
         raise HTTPException(401, "admin endpoint: send the API key in the X-API-Key header")
     expected = runtime.settings.api_key
-    if expected is None:
+    if expected is None or not expected.get_secret_value():
         raise HTTPException(403, "admin endpoints are disabled: the server has no BANDITGATE_API_KEY")
     if not secrets.compare_digest(x_api_key.encode(), expected.get_secret_value().encode()):
         raise HTTPException(403, "wrong API key")

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +19,7 @@ from banditgate.ledger.writer import BatchingWriter
 from banditgate.service.decider import Decider
 from banditgate.service.decision_client import ProcessDecisionService
 from banditgate.service.decision_service import DecisionService, LocalDecisionService
+from banditgate.service.gate_worker import GateWorker
 from banditgate.service.policy_cache import PolicyCache
 from banditgate.service.settings import Settings
 
@@ -52,7 +53,11 @@ class Runtime:
     cache: PolicyCache
     decider: Decider
     decisions: DecisionService
+    gate_worker: GateWorker = field(init=False)  # computes gate evaluations off this process, on demand
     _refresher: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.gate_worker = GateWorker(self.settings)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:

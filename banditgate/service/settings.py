@@ -6,7 +6,7 @@ win over the file. Nested values use ``__``: ``BANDITGATE_POLICIES__DEFAULT__FLO
 Example ``banditgate.toml``::
 
     database_url = "postgresql://banditgate@localhost/banditgate"
-    api_key = "change-me"
+    api_key = "a-long-random-secret-of-16+-chars"
 
     [policies.default]
     exploration = "squarecb"
@@ -50,6 +50,8 @@ REWARD_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 
 #: How a reward kind's values are declared: ``"binary"`` (0 or 1) or a range ``[minimum, maximum]``.
 RewardKindSetting = Literal["binary"] | Annotated[tuple[float, float], Field(description="[minimum, maximum]")]
+#: The shortest admin API key accepted without ``allow_short_api_key``: a short key can be guessed.
+MIN_API_KEY_LENGTH = 16
 
 
 class GateSettings(BaseModel):
@@ -125,7 +127,15 @@ class Settings(BaseSettings):
 
     database_url: str = Field(default="sqlite:///./banditgate.db", description="SQLAlchemy URL of the ledger")
     kafka_bootstrap_servers: str | None = Field(default=None, description="unset = embedded transport")
-    api_key: SecretStr | None = Field(default=None, description="required by admin endpoints (X-API-Key)")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description=f"required by admin endpoints (X-API-Key); at least {MIN_API_KEY_LENGTH} characters; unset or "
+        "empty: the admin endpoints are closed",
+    )
+    allow_short_api_key: bool = Field(
+        default=False,
+        description=f"accept an API key shorter than {MIN_API_KEY_LENGTH} characters (local experiments only)",
+    )
     default_policy: str = Field(default="default", pattern=POLICY_NAME_PATTERN)
     policies: dict[str, PolicySettings] = Field(
         default_factory=lambda: {"default": PolicySettings(description="default payment-intervention policy")}
@@ -202,6 +212,13 @@ class Settings(BaseSettings):
         description="allocations between two young-generation garbage collections in a serving process "
         "(Python's default, 700, made collection about 15% of a busy server's time); 0 keeps Python's setting",
     )
+    gate_timeout_seconds: float = Field(
+        default=900.0,
+        gt=0.0,
+        le=86_400.0,
+        description="a gate evaluation computed for POST .../gate that takes longer is stopped (its worker "
+        "process killed) and answered with 503",
+    )
     simulated_clock: bool = Field(
         default=False,
         description="accept the X-Banditgate-Time header as the time of a request (simulations and replays "
@@ -239,6 +256,25 @@ class Settings(BaseSettings):
                         f"{where}.{field}: {kind!r} must be a binary reward kind declared in reward_kinds "
                         f"(binary kinds: {', '.join(sorted(k for k, r in kinds.items() if r.binary)) or 'none'})"
                     )
+        return self
+
+    @field_validator("api_key", mode="after")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # BANDITGATE_API_KEY= (set, but to nothing) must close the admin endpoints like an unset key, never
+        # open them to an empty X-API-Key header.
+        return None if value is None or not value.get_secret_value().strip() else value
+
+    @model_validator(mode="after")
+    def _long_enough_key(self) -> Settings:
+        if self.api_key is not None and not self.allow_short_api_key:
+            length = len(self.api_key.get_secret_value())
+            if length < MIN_API_KEY_LENGTH:
+                raise ValueError(
+                    f"api_key (BANDITGATE_API_KEY) has {length} characters; it needs at least {MIN_API_KEY_LENGTH} "
+                    "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'), or set "
+                    "BANDITGATE_ALLOW_SHORT_API_KEY=true for local experiments"
+                )
         return self
 
     @model_validator(mode="after")

@@ -67,6 +67,24 @@ def test_changes_need_the_api_key(server: LiveServer, headers: dict, status: int
     assert unchanged["exploration"] == "squarecb"
 
 
+@pytest.mark.parametrize("key", [None, ""], ids=["unset", "empty"])
+def test_an_empty_key_keeps_the_admin_endpoints_closed(settings: Settings, key: str | None) -> None:
+    """``BANDITGATE_API_KEY=`` used to let an empty ``X-API-Key:`` header through."""
+    closed = Settings(**{**settings.model_dump(exclude={"api_key"}), "api_key": key})
+    with LiveServer(closed) as live, live.client() as client:
+        empty = client.put("/v1/policies/default", json=SOFTMAX, headers={"X-API-Key": ""})
+        guessed = client.put("/v1/policies/default", json=SOFTMAX, headers={"X-API-Key": "anything"})
+        unchanged = client.get("/v1/policies/default").json()
+    assert (empty.status_code, guessed.status_code) == (401, 403)
+    assert "BANDITGATE_API_KEY" in guessed.json()["message"] and unchanged["exploration"] == "squarecb"
+
+
+def test_an_empty_key_header_is_no_key(server: LiveServer) -> None:
+    with server.client() as client:
+        response = client.put("/v1/policies/default", json=SOFTMAX, headers={"X-API-Key": ""})
+    assert response.status_code == 401 and "X-API-Key" in response.json()["message"]
+
+
 def test_admin_is_disabled_when_the_server_has_no_key(settings: Settings) -> None:
     with LiveServer(settings.model_copy(update={"api_key": None})) as live, live.client() as client:
         response = client.put("/v1/policies/default", json=SOFTMAX, headers={"X-API-Key": "anything"})

@@ -29,7 +29,7 @@ from banditgate.ledger.models import Decision
 from tests.service.helpers import ACTIONS, train_oracle
 from tests.support.server import free_port
 
-API_KEY = "load-test-key"
+API_KEY = "load-test-key-0123456789"
 LOAD_SECONDS = 15.0
 PROMOTE_AFTER = 7.0
 IN_FLIGHT = 8  # concurrent requests per server
@@ -166,10 +166,13 @@ def test_two_servers_switch_generation_under_load_without_failing_a_request(data
                 processes.append(process)
             digest = register_candidate(database_url, artifact_dir)
             # As a cron job would: the gate evaluation promotion relies on is computed and stored beforehand.
-            stored = httpx.get(
-                f"{urls['A']}/v1/policies/default/generations/1/gate", params={"store": True}, timeout=120
+            stored = httpx.post(
+                f"{urls['A']}/v1/policies/default/generations/1/gate",
+                json={},
+                headers={"X-API-Key": API_KEY},
+                timeout=180,
             )
-            assert stored.status_code == 200, stored.text
+            assert stored.status_code == 201, stored.text
             samples, promote_sent, promote_done, response = asyncio.run(run_load(urls))
         finally:
             for process in processes:

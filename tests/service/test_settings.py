@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from banditgate.service.cli import app
 from banditgate.service.settings import PolicySettings, Settings
 
 
@@ -19,14 +21,14 @@ def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_environment_wins_over_the_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "banditgate.toml"
     config.write_text(
-        'database_url = "sqlite:///from-file.db"\napi_key = "file-key"\n'
+        'database_url = "sqlite:///from-file.db"\napi_key = "file-key-0123456789abc"\n'
         '[policies.retry]\nexploration = "softmax"\nexploration_params = { temperature = 0.1 }\nfloor = 0.05\n'
     )
     monkeypatch.setenv("BANDITGATE_CONFIG", str(config))
-    monkeypatch.setenv("BANDITGATE_API_KEY", "env-key")
+    monkeypatch.setenv("BANDITGATE_API_KEY", "env-key-0123456789abc")
     settings = Settings()
     assert settings.database_url == "sqlite:///from-file.db"
-    assert settings.api_key is not None and settings.api_key.get_secret_value() == "env-key"
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "env-key-0123456789abc"
     assert settings.policies["retry"].floor == 0.05 and settings.policies["retry"].exploration == "softmax"
 
 
@@ -71,3 +73,31 @@ def test_reward_kinds_are_declared_in_the_toml_file_and_the_gate_reads_binary_on
         Settings(reward_kinds={"authorisation": "binary", "margin_eur": (0, 9)}, gate={"reward_kind": "margin_eur"})
     with pytest.raises(ValidationError, match=r"policies.default.gate.early_kind: 'chargeback'"):
         Settings(reward_kinds={"authorisation": "binary"}, policies={"default": {"gate": {"early_kind": "chargeback"}}})
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_api_key_means_no_key(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``BANDITGATE_API_KEY=`` closes the admin endpoints like an unset key (it used to accept an empty header)."""
+    monkeypatch.delenv("BANDITGATE_CONFIG", raising=False)
+    monkeypatch.setenv("BANDITGATE_API_KEY", value)
+    assert Settings().api_key is None
+    assert Settings(api_key=value).api_key is None
+
+
+def test_a_short_api_key_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BANDITGATE_CONFIG", raising=False)
+    with pytest.raises(ValidationError, match="has 15 characters; it needs at least 16"):
+        Settings(api_key="a" * 15)
+    assert Settings(api_key="a" * 16).api_key is not None
+    monkeypatch.setenv("BANDITGATE_ALLOW_SHORT_API_KEY", "true")
+    allowed = Settings(api_key="dev")
+    assert allowed.api_key is not None and allowed.api_key.get_secret_value() == "dev"
+
+
+def test_serve_refuses_to_start_with_a_short_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BANDITGATE_CONFIG", raising=False)
+    env = {"BANDITGATE_API_KEY": "change-me", "BANDITGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+    result = CliRunner().invoke(app, ["serve", "--host", "256.0.0.1"], env=env)  # would not bind anyway
+    assert result.exit_code != 0
+    assert "BANDITGATE_API_KEY" in result.output and "at least 16" in result.output
+    assert not (tmp_path / "ledger.db").exists()  # refused before anything started

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -35,7 +34,11 @@ def gate_command(
         Path | None, typer.Option(help="write the HTML report (with the evidently drift report) here")
     ] = None,
     store: Annotated[
-        bool, typer.Option(help="keep the evaluation in the ledger (promotion relies on the latest one)")
+        bool,
+        typer.Option(
+            help="keep the evaluation in the ledger (a promotion relies on one as of now with the policy's gate "
+            "options: not one with --as-of or --window-days)"
+        ),
     ] = True,
 ) -> None:
     """Judge the evidence behind a generation: S, its four dimensions with intervals, the gate factor A, the
@@ -75,6 +78,12 @@ def gate_command(
         first_line = (str(exc).strip().splitlines() or [""])[0]
         typer.secho(f"no gate evaluation: {type(exc).__name__}: {first_line}", fg="red", err=True)
         raise typer.Exit(EXIT_CANNOT_EVALUATE) from None
+    if store and (as_of is not None or options != settings.gate_for(policy).options()):
+        typer.echo(
+            f"stored as evaluation {result.report['evaluation_id']}, for reading only: a promotion relies on an "
+            "evaluation as of now with the policy's gate options (no --as-of, no --window-days)",
+            err=True,
+        )
     if json_output:
         typer.echo(json.dumps(result.report, indent=2, default=str))
     else:
@@ -93,32 +102,22 @@ def _evaluate(
 ) -> GateResult:
     """Evaluate the gate on the configured ledger, and store the evaluation if asked."""
     from banditgate.ledger.db import make_engine, make_sessionmaker
-    from banditgate.ledger.gate_evaluations import gate_history, store_gate_evaluation
     from banditgate.ledger.migrate import upgrade
-    from banditgate.monitoring.gate import evaluate_gate
+    from banditgate.service.gate_worker import compute_gate
 
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)  # like the service at start-up: evaluations are stored in a table newer ledgers have
-        sessions = make_sessionmaker(engine)
-        with sessions() as session:
-            history = [row.report for row in gate_history(session, policy, generation)]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # evidently's pandas deprecations, not ours
-                result = evaluate_gate(
-                    session,
-                    settings.artifact_dir,
-                    policy,
-                    generation,
-                    as_of=as_of,
-                    options=options,
-                    history=history,
-                    what_if=what_if,
-                )
-        if store:
-            with sessions() as session, session.begin():
-                result.report["evaluation_id"] = store_gate_evaluation(session, result.report).id
-        return result
+        return compute_gate(
+            make_sessionmaker(engine),
+            settings.artifact_dir,
+            policy,
+            generation,
+            options=options,
+            as_of=as_of,
+            what_if=what_if,
+            store=store,
+        )
     finally:
         engine.dispose()
 

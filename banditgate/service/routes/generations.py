@@ -1,4 +1,5 @@
-"""Generations of a policy: read them and the audit trail (open); promote and roll back (admin).
+"""Generations of a policy: read them, their stored gate evaluations and the audit trail (open); compute a
+gate evaluation, promote and roll back (admin).
 
 A promotion or rollback is committed through the writer, then this process reloads the policy at once;
 every other serving process switches on its next poll (within ``policy_refresh_seconds``).
@@ -13,22 +14,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import warnings
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from banditgate.ledger import promotion, registry
-from banditgate.ledger.artifacts import ArtifactError
-from banditgate.ledger.gate_evaluations import gate_history, latest_gate_evaluation, store_gate_evaluation
+from banditgate.ledger.gate_evaluations import get_gate_evaluation, latest_gate_evaluation_id
 from banditgate.ledger.models import Generation
-from banditgate.ledger.types import utcnow
 from banditgate.monitoring.promotion_gate import Override, SufficiencyGate
 from banditgate.service.deps import get_runtime, get_session, require_admin
+from banditgate.service.gate_worker import GateBusy, GateJob, GateJobFailed
 from banditgate.service.policy_cache import serving_policy
 from banditgate.service.runtime import Runtime
 from banditgate.service.schemas import (
@@ -40,14 +41,12 @@ from banditgate.service.schemas import (
     error_responses,
 )
 
-if TYPE_CHECKING:
-    from banditgate.monitoring.gate import GateOptions, GateResult
-
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/policies", tags=["generations"])
 
 MAX_GENERATION = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
 GenerationNumber = Annotated[int, Path(ge=0, le=MAX_GENERATION, description="generation number")]
+EvaluationId = Annotated[int, Path(ge=1, le=2**31 - 1, description="id of a stored gate evaluation")]
 
 
 class OverrideIn(StrictModel):
@@ -75,6 +74,20 @@ class RollbackIn(StrictModel):
     to: Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_GENERATION, strict=True)] | None = Field(
         default=None, description="retired generation to redeploy (default: the one the deployed generation replaced)"
     )
+
+
+class GateRequestIn(StrictModel):
+    """What to compute; every field is optional. An evaluation as of another time than now, or with another
+    window than the policy's, is stored for reading, but no promotion relies on it."""
+
+    as_of: Timestamp | None = Field(default=None, description="judge as of this time (default: now)")
+    window_days: Annotated[float, Field(gt=0, le=3650)] | None = Field(
+        default=None, description="current window in days (default: the policy's gate settings)"
+    )
+    what_if: Literal["none", "covariate", "concept", "prior", "mixed"] | None = Field(
+        default=None, description="also project S forward under a blind-period scenario"
+    )
+    store: bool = Field(default=True, description="keep the evaluation (false: compute and answer only)")
 
 
 class GenerationDetail(GenerationOut):
@@ -108,7 +121,8 @@ async def promotion_gate(
 ) -> promotion.PromotionGate:
     """The gate every promotion must pass: the sufficiency gate, with the request's override if any."""
     override = None if body.override is None else Override(body.override.by, body.override.reason, body.override.until)
-    return SufficiencyGate(max_age=timedelta(hours=runtime.settings.gate_for(name).max_age_hours), override=override)
+    configured = runtime.settings.gate_for(name)
+    return SufficiencyGate(configured.options(), max_age=timedelta(hours=configured.max_age_hours), override=override)
 
 
 @router.get("/{name}/generations", response_model=list[GenerationOut], responses=error_responses(404, 422))
@@ -158,20 +172,20 @@ async def promote(
 ) -> Response | TransitionOut:
     """Deploy a candidate generation; the deployed one is retired (admin).
 
-    The sufficiency gate must say SUFFICIENT: the latest stored gate evaluation of the generation is used if
-    it is recent enough (``gate.max_age_hours``), otherwise one is computed now and stored. Without
-    SUFFICIENT evidence, an ``override`` naming who, why and until when lets the promotion through; both the
-    evaluation and the override are recorded with the promotion.
+    The sufficiency gate must say SUFFICIENT. It relies on the latest *usable* stored gate evaluation of the
+    generation: one as of a time within ``gate.max_age_hours`` of now, computed as of then, with the policy's
+    configured gate options (window, preset and parameters, reward kinds, segment keys, sample size). Nothing is
+    computed here: without a usable evaluation the promotion is refused (409, saying so); compute one first with
+    ``banditgate gate`` (e.g. from cron) or ``POST .../gate``. Without SUFFICIENT evidence, an ``override``
+    naming who, why and until when lets the promotion through; both the evaluation and the override are
+    recorded with the promotion.
 
     Refused with 409 when the generation is already deployed, is retired (roll back to it instead), cannot be
     loaded, or the promotion gate refuses it (the gate's report is in ``detail.gate_report``). Recorded with
     ``X-Actor`` and ``reason`` on the generation and in the audit trail.
     """
     try:
-        candidate = await _check_it_can_serve(runtime, lambda s: _candidate(s, name, number))
-        # Not a candidate: promote() refuses it below, saying why; no evidence to gather for that.
-        if candidate is not None and isinstance(gate, SufficiencyGate):
-            await _ensure_recent_evaluation(runtime, name, number, gate.max_age)
+        await _check_it_can_serve(runtime, lambda s: _candidate(s, name, number))
         transition = await runtime.writer.call(
             lambda s: promotion.promote(s, name, number, actor=actor, reason=body.reason, gate=gate)
         )
@@ -180,48 +194,148 @@ async def promote(
         return Response(json.dumps(refusal, ensure_ascii=True, default=str), 409, media_type="application/json")
     except (registry.UnknownPolicy, promotion.PromotionError) as exc:
         raise _http_error(exc) from None
-    except ArtifactError as exc:
-        # The gate evaluation could not load a generation's model (e.g. the deployed one, for disagreement).
-        raise HTTPException(409, f"the sufficiency gate cannot be evaluated: {exc}") from None
     return await _switched(runtime, name, transition)
+
+
+NO_EVALUATION = (
+    "compute one with `banditgate gate --policy {name} --generation {number}` or "
+    "POST /v1/policies/{name}/generations/{number}/gate with the admin key"
+)
 
 
 @router.get(
     "/{name}/generations/{number}/gate",
-    responses={200: {"description": "the gate report (as `banditgate gate --json`)"}, **error_responses(404, 409, 422)},
+    responses={
+        200: {"description": "the latest stored gate report (as `banditgate gate --json`), with its `evaluation_id`"},
+        **error_responses(404, 422),
+    },
 )
-async def gate_report(
+def latest_gate_report(
+    name: Annotated[PolicyName, Path()], number: GenerationNumber, session: Session = Depends(get_session)
+) -> Response:
+    """The latest stored gate evaluation of a generation: how sufficient its evidence was, why, and when it will
+    be (see ``banditgate gate``). Nothing is computed: 404 when none is stored, saying how to compute one
+    (``banditgate gate``, or ``POST`` on this path with the admin key)."""
+    _generation_or_404(session, name, number)
+    evaluation_id = latest_gate_evaluation_id(session, name, number)
+    if evaluation_id is None:
+        hint = NO_EVALUATION.format(name=name, number=number)
+        raise HTTPException(404, f"no gate evaluation of generation {number} of policy {name!r} is stored: {hint}")
+    return _stored_report(session, name, number, evaluation_id)
+
+
+@router.get(
+    "/{name}/generations/{number}/gate/{evaluation_id}",
+    responses={200: {"description": "a stored gate report, with its `evaluation_id`"}, **error_responses(404, 422)},
+)
+def stored_gate_report(
     name: Annotated[PolicyName, Path()],
     number: GenerationNumber,
-    runtime: Runtime = Depends(get_runtime),
-    as_of: Annotated[
-        Timestamp | None, Query(description="judge as of this time (default: now), between 1970 and 2200")
-    ] = None,
-    window_days: Annotated[float | None, Query(gt=0, le=3650, description="current window in days")] = None,
-    what_if: Annotated[
-        Literal["none", "covariate", "concept", "prior", "mixed"] | None,
-        Query(description="also project S forward under a blind-period scenario"),
-    ] = None,
-    store: Annotated[bool, Query(description="keep the evaluation (promotion relies on the latest one)")] = False,
+    evaluation_id: EvaluationId,
+    session: Session = Depends(get_session),
 ) -> Response:
-    """How sufficient the evidence behind a generation is, why, and when it will be (see ``banditgate gate``).
+    """One stored gate evaluation of a generation, by id (the id a promotion's gate report names)."""
+    _generation_or_404(session, name, number)
+    return _stored_report(session, name, number, evaluation_id)
 
-    Computed on request, in a worker thread; on a busy decision server prefer ``banditgate gate`` from a
-    separate process (a cron job), which stores its evaluations for promotions to use.
+
+class _ReportCache:
+    """The JSON of the last few stored reports served: a stored evaluation never changes, and decoding and
+    encoding a report (tens of kilobytes, per segment and proxy) on every read costs the serving process more
+    than a decision does."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str, int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()  # the reads run in the thread pool
+
+    def get(self, key: tuple[str, str, int, int]) -> bytes | None:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+            return self._entries.get(key)
+
+    def put(self, key: tuple[str, str, int, int], body: bytes) -> None:
+        with self._lock:
+            self._entries[key] = body
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
+_REPORTS = _ReportCache()
+
+
+def _stored_report(session: Session, name: str, number: int, evaluation_id: int) -> Response:
+    key = (session.get_bind().url.render_as_string(), name, number, evaluation_id)  # one cache, any ledger
+    body = _REPORTS.get(key)
+    if body is None:
+        evaluation = get_gate_evaluation(session, name, number, evaluation_id)
+        if evaluation is None:
+            raise HTTPException(404, f"generation {number} of policy {name!r} has no gate evaluation {evaluation_id}")
+        body = json.dumps({**evaluation.report, "evaluation_id": evaluation.id}, default=str).encode()
+        _REPORTS.put(key, body)
+    return Response(body, media_type="application/json")
+
+
+@router.post(
+    "/{name}/generations/{number}/gate",
+    status_code=201,
+    responses={
+        201: {"description": "the new gate report (as `banditgate gate --json`), with its `evaluation_id` if stored"},
+        503: {
+            "description": "another gate evaluation is running on this server (see `Retry-After`), or this one "
+            "timed out",
+            "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+        },
+        **error_responses(401, 403, 404, 409, 422),
+    },
+)
+async def compute_gate_report(
+    name: Annotated[PolicyName, Path()],
+    number: GenerationNumber,
+    body: GateRequestIn | None = None,
+    _actor: str = Depends(require_admin),
+    runtime: Runtime = Depends(get_runtime),
+) -> Response:
+    """Compute a gate evaluation of a generation now, and store it (admin).
+
+    It runs in a worker process of its own, at a lower CPU priority, never in the serving process: one at a time
+    per host, so a request that finds one running gets 503 with ``Retry-After`` (about as long as the last one
+    took); it is stopped after ``gate_timeout_seconds``. A promotion relies only on evaluations as of now with the
+    policy's configured options: one with another ``as_of`` or ``window_days`` is stored for reading only.
+    ``banditgate gate`` computes the same evaluation from a process of its own (a cron job), without a server.
+
+    404 for an unknown policy or generation, 409 when a model artifact cannot be loaded.
     """
-    changes = {} if window_days is None else {"window_days": window_days}
+    body = body or GateRequestIn()
+    if runtime.gate_worker.busy:  # shed the load before touching the database
+        busy = GateBusy(runtime.gate_worker.retry_after)
+        raise HTTPException(503, str(busy), headers={"Retry-After": str(busy.retry_after)})
+
+    def check() -> None:
+        with runtime.sessions() as session:
+            _generation_or_404(session, name, number)
+
+    await asyncio.to_thread(check)  # the common mistakes are answered without starting a worker
+    job = GateJob(
+        policy=name,
+        generation=number,
+        gate=runtime.settings.gate_for(name).model_dump(mode="json"),
+        as_of=None if body.as_of is None else body.as_of.isoformat(),
+        window_days=body.window_days,
+        what_if=body.what_if,
+        store=body.store,
+    )
     try:
-        result = await asyncio.to_thread(
-            _evaluate, runtime, name, number, as_of, runtime.settings.gate_for(name).options(**changes), what_if
-        )
-    except (registry.UnknownPolicy, promotion.PromotionError) as exc:
-        raise _http_error(exc) from None
-    except ArtifactError as exc:
-        raise HTTPException(409, str(exc)) from None
-    if store:
-        stored = await runtime.writer.call(lambda s: store_gate_evaluation(s, result.report).id)
-        result.report["evaluation_id"] = stored
-    return Response(json.dumps(result.report, default=str), media_type="application/json")
+        report = await runtime.gate_worker.run(job)
+    except GateBusy as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    except GateJobFailed as exc:
+        status = {"unknown": 404, "artifact": 409, "timeout": 503}.get(exc.kind, 500)
+        if status == 500:
+            log.error("gate evaluation of %s generation %s failed: %s", name, number, exc)
+        raise HTTPException(status, str(exc)) from None
+    return _report_response(report, status=201)
 
 
 @router.post("/{name}/rollback", response_model=TransitionOut, responses=error_responses(401, 403, 404, 409, 422))
@@ -247,47 +361,8 @@ async def rollback(
     return await _switched(runtime, name, transition)
 
 
-def _evaluate(
-    runtime: Runtime,
-    name: str,
-    number: int,
-    as_of: datetime | None,
-    options: GateOptions,
-    what_if: str | None = None,
-) -> GateResult:
-    # The gate's evidence stack (pandas, SciPy, evidently) is imported by the first evaluation, not by every
-    # serving process at start-up: a worker must start within the supervisor's health-check timeout.
-    from banditgate.monitoring.gate import evaluate_gate
-
-    with runtime.sessions() as session, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # evidently's pandas deprecations
-        history = [row.report for row in gate_history(session, name, number)]
-        return evaluate_gate(
-            session,
-            runtime.settings.artifact_dir,
-            name,
-            number,
-            as_of=as_of,
-            options=options,
-            history=history,
-            what_if=what_if,
-        )
-
-
-async def _ensure_recent_evaluation(runtime: Runtime, name: str, number: int, max_age: timedelta) -> None:
-    """Compute and store a gate evaluation unless one computed within ``max_age`` exists."""
-
-    def latest_age() -> timedelta | None:
-        with runtime.sessions() as session:
-            latest = latest_gate_evaluation(session, name, number)
-            return None if latest is None else utcnow() - latest.computed_at
-
-    age = await asyncio.to_thread(latest_age)
-    if age is not None and age <= max_age:
-        return
-    options = runtime.settings.gate_for(name).options()
-    result = await asyncio.to_thread(_evaluate, runtime, name, number, None, options)
-    await runtime.writer.call(lambda s: store_gate_evaluation(s, result.report))
+def _report_response(report: dict[str, Any], status: int = 200) -> Response:
+    return Response(json.dumps(report, default=str), status_code=status, media_type="application/json")
 
 
 def _policy_or_404(session: Session, name: str) -> None:
@@ -295,6 +370,12 @@ def _policy_or_404(session: Session, name: str) -> None:
         registry.get_policy(session, name)
     except registry.UnknownPolicy as exc:
         raise HTTPException(404, str(exc)) from None
+
+
+def _generation_or_404(session: Session, name: str, number: int) -> None:
+    _policy_or_404(session, name)
+    if registry.get_generation(session, name, number) is None:
+        raise HTTPException(404, str(promotion.UnknownGeneration(name, number)))
 
 
 def _http_error(exc: registry.UnknownPolicy | promotion.PromotionError) -> HTTPException:
