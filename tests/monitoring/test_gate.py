@@ -195,7 +195,7 @@ def test_stored_rewards_that_are_not_0_or_1_are_skipped_and_counted_not_a_crash(
     """Rewards an older version stored (0.5, 7.0: any number was accepted) once crashed every evaluation."""
     with ledger.sessions() as session, session.begin():
         received = (Reward.kind == "authorisation", Reward.received_at <= AS_OF, Reward.received_at > TRAINED_UNTIL)
-        poisoned = dict(session.execute(select(Reward.id, Reward.value).where(*received).limit(30)).tuples().all())
+        poisoned = dict(session.execute(select(Reward.id, Reward.value).where(*received).limit(30)).all())
         for i, reward_id in enumerate(poisoned):
             session.execute(update(Reward).where(Reward.id == reward_id).values(value=0.5 if i % 2 else 7.0))
     try:
