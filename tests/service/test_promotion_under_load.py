@@ -33,7 +33,7 @@ API_KEY = "load-test-key-0123456789"
 LOAD_SECONDS = 15.0
 PROMOTE_AFTER = 7.0
 IN_FLIGHT = 8  # concurrent requests per server
-OVERRIDE = {"by": "load-test", "reason": "mechanics of the switch under load", "until": "2999-01-01T00:00:00Z"}
+OVERRIDE = {"by": "load-test", "reason": "mechanics of the switch under load", "until": "2199-01-01T00:00:00Z"}
 BODY = {"context": {"amount_eur": 20.0, "issuer_country": "NL"}, "actions": ACTIONS}
 
 

@@ -179,6 +179,9 @@ def test_models_load_in_the_decision_processes_and_a_standby_takes_over(
     _wait(lambda: len(_decision_processes(worker)) == 2 and running not in _decision_processes(worker), "restart")
     assert _decision_processes(worker)[0] == standby
     with httpx.Client(base_url=url, timeout=30) as client:
+        # The standby starts its runtime (database, policies) when it takes over: on a loaded machine that takes
+        # a moment, during which its worker answers 503 "nothing was recorded" and /healthz 503.
+        _wait(lambda: all(client.get("/healthz").status_code == 200 for _ in range(4)), "both workers are healthy")
         answers = [client.post("/v1/decisions", json={**BODY, "decision_id": f"after-{i}"}) for i in range(20)]
     assert [a.status_code for a in answers] == [200] * 20, [a.text for a in answers if a.status_code != 200]
 
