@@ -17,7 +17,7 @@ from banditgate.service.commands import simulate as simulate_commands
 from banditgate.service.commands.blind_period import blind_period_command
 from banditgate.service.commands.client import DEFAULT_URL, ApiKeyOption, UrlOption, print_json, request
 from banditgate.service.commands.evaluate import evaluate_command
-from banditgate.service.commands.exits import EXIT_STATUS_HELP, EXIT_USAGE, UsageExitGroup
+from banditgate.service.commands.exits import EXIT_STATUS_HELP, EXIT_USAGE, UsageExitGroup, load_settings
 from banditgate.service.commands.gate import gate_command
 from banditgate.service.commands.health import health_command
 from banditgate.service.commands.retrain import retrain_command
@@ -25,7 +25,7 @@ from banditgate.service.commands.retrain import retrain_command
 # Every command line, even --help, and every worker of `banditgate serve --workers N` (which re-imports this
 # module) imports what is imported here: the settings, the database and the models are imported where used.
 if TYPE_CHECKING:
-    from banditgate.service.settings import Settings
+    pass
 
 app = typer.Typer(
     name="banditgate",
@@ -74,18 +74,6 @@ def _use_config(config: Path | None) -> None:
         os.environ["BANDITGATE_CONFIG"] = str(config)
 
 
-def _load_settings() -> Settings:
-    from pydantic import ValidationError
-
-    from banditgate.service.settings import Settings
-
-    try:
-        return Settings()
-    except (ValidationError, ValueError) as exc:
-        typer.secho(f"invalid settings: {exc}", fg="red", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
@@ -100,7 +88,7 @@ def serve(
     from banditgate.service.runtime import prepare_ledger
 
     _use_config(config)
-    settings = _load_settings()
+    settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if workers > 1 and settings.database_url.startswith("sqlite"):
@@ -131,7 +119,7 @@ def db_upgrade(config: ConfigOption = None) -> None:
     from banditgate.ledger.migrate import upgrade
 
     _use_config(config)
-    settings = _load_settings()
+    settings = load_settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)
     typer.echo(f"schema up to date: {engine.url.render_as_string()}")

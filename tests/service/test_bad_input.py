@@ -228,7 +228,7 @@ POLICY_CASES = [
     Bad("malformed-json", b"{", 422, ("json",)),
     Bad("missing-api-key", policy(), 401, ("x-api-key",), headers=JSON),
     Bad("wrong-api-key", policy(), 403, ("api key",), headers={**JSON, "x-api-key": "guess"}),
-    Bad("empty-api-key", policy(), 403, ("api key",), headers={**JSON, "x-api-key": ""}),
+    Bad("empty-api-key", policy(), 401, ("x-api-key",), headers={**JSON, "x-api-key": ""}),  # an empty key is none
     Bad("missing-api-key-and-bad-body", b"[]", 401, ("x-api-key",), headers=JSON),
     Bad("x-actor-over-128-chars", policy(), 422, ("x-actor", "128"), headers={**ADMIN, "x-actor": "a" * 129}),
 ]

@@ -171,3 +171,12 @@ def test_serve_with_two_workers_on_a_new_database(tmp_path: Path) -> None:
         stderr = server.communicate(timeout=60)[1].decode()
     assert server.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("command", [["retrain"], ["evaluate", "--generation", "1"], ["health"], ["db", "upgrade"]])
+def test_invalid_settings_are_a_usage_error_not_a_traceback(command: list[str], tmp_path: Path) -> None:
+    env = {"BANDITGATE_API_KEY": "short", "BANDITGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+    result = runner.invoke(app, command, env=env)
+    assert result.exit_code == 64, result.output
+    assert "invalid settings" in result.stderr and "BANDITGATE_API_KEY" in result.stderr
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)

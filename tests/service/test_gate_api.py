@@ -205,8 +205,8 @@ def test_an_as_of_outside_the_supported_range_is_a_usage_error_of_the_cli(server
     monkeypatch.setenv("BANDITGATE_DATABASE_URL", server.settings.database_url)
     monkeypatch.setenv("BANDITGATE_ARTIFACT_DIR", str(server.settings.artifact_dir))
     result = runner.invoke(cli, ["gate", "--generation", "0", "--as-of", "9999-12-31", "--no-store"])
-    # A usage error (the CLI library's own exit status), not a crash (exit 1 reads as DEGRADED).
-    assert result.exit_code not in (0, 1) and isinstance(result.exception, SystemExit | None), result.exception
+    # A usage error, not a crash (exit 1 reads as DEGRADED, 2 as INSUFFICIENT).
+    assert result.exit_code == 64 and isinstance(result.exception, SystemExit | None), result.exception
     said = " ".join(result.output.replace("│", " ").split())  # the message, out of its wrapped box
     assert "--as-of '9999-12-31'" in said and "outside the supported range" in said
 

@@ -98,6 +98,6 @@ def test_serve_refuses_to_start_with_a_short_api_key(tmp_path: Path, monkeypatch
     monkeypatch.delenv("BANDITGATE_CONFIG", raising=False)
     env = {"BANDITGATE_API_KEY": "change-me", "BANDITGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
     result = CliRunner().invoke(app, ["serve", "--host", "256.0.0.1"], env=env)  # would not bind anyway
-    assert result.exit_code != 0
+    assert result.exit_code == 64
     assert "BANDITGATE_API_KEY" in result.output and "at least 16" in result.output
     assert not (tmp_path / "ledger.db").exists()  # refused before anything started

@@ -162,6 +162,7 @@ def test_an_unknown_policy_aborts_with_the_services_message(tmp_path: Path) -> N
         (["--id-prefix", "two words"], "visible ASCII"),
         (["--url", "http://127.0.0.1:9", "--database-url", "sqlite:///x.db"], "--database-url"),
         (["--start", "last monday"], "not an ISO 8601 date or time"),
+        (["--start", "9999-01-01"], "outside the supported range"),
         # a run that ends at the present would post the late labels at arrival times in the future
         (["--flush-rewards"], "needs --start"),
     ],

@@ -45,6 +45,25 @@ def test_start_up_modules_import_no_heavy_library(module: str) -> None:
     assert result.stdout.split() == [], f"importing {module} imports {result.stdout.strip()}"
 
 
+@pytest.mark.parametrize("oracle", ['"lightgbm"', '"sklearn"\noracle_params = { estimator = "ridge" }', '"river"'])
+def test_settings_with_any_oracle_import_no_heavy_library(oracle: str, tmp_path: Path) -> None:
+    # Every serving process validates the configured policies when it loads its settings: that builds each
+    # policy's (unfitted) oracle, which must not import its library or pandas before it trains or loads a model.
+    config = tmp_path / "banditgate.toml"
+    config.write_text(f'[policies.default]\nexploration = "squarecb"\noracle = {oracle}\n')
+    probe = (
+        "import os, sys\n"
+        f"os.environ['BANDITGATE_CONFIG'] = {str(config)!r}\n"
+        "from banditgate.service.settings import Settings\n"
+        "print(Settings().policies['default'].oracle)\n"
+        f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    kind, *heavy = result.stdout.split()
+    assert kind == oracle.split('"')[1] and heavy == [], f"settings naming {oracle} import {' '.join(heavy)}"
+
+
 def test_help_imports_no_heavy_library() -> None:
     probe = (
         "import sys, runpy\n"

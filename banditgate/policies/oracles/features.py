@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from banditgate.policies.actions import Action, Features, Scalar
+
+# pandas (a second of import) is imported by the functions that build or read frames: validating a policy that
+# names an oracle, which every serving process does at start-up, needs none of them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 ACTION_ID = "action_id"
 CONTEXT_PREFIX = "c:"
@@ -47,6 +51,8 @@ def records_to_frame(contexts: Sequence[Features], actions: Sequence[Action]) ->
     The rows of :func:`decision_row`, built column-wise (context columns, the action id, action columns):
     several times faster than merging a dict per row, which matters at a million training rows.
     """
+    import pandas as pd
+
     if len(contexts) != len(actions):
         raise ValueError(f"{len(contexts)} contexts but {len(actions)} actions")
     if not len(contexts):
@@ -62,11 +68,15 @@ _NUMERIC_KINDS = {"floating", "integer", "mixed-integer-float", "boolean", "deci
 
 
 def _is_numeric(series: pd.Series) -> bool:
+    import pandas as pd
+
     return pd.api.types.infer_dtype(series, skipna=True) in _NUMERIC_KINDS
 
 
 def _category_keys(series: pd.Series) -> pd.Series:
     """``category_key`` of every value; strings (the common case) pass through without a Python call each."""
+    import pandas as pd
+
     if pd.api.types.infer_dtype(series, skipna=True) == "string":
         return series
     return series.map(category_key, na_action="ignore")
@@ -126,6 +136,8 @@ class FeatureSpace:
 
     def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode a training or evaluation frame into a float matrix (one row per frame row)."""
+        import pandas as pd
+
         out = np.full((len(frame), len(self.columns)), np.nan)
         for name, j in self._index.items():
             if name not in frame.columns:

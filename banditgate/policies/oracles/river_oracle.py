@@ -5,15 +5,17 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-import pandas as pd
 
 from banditgate.policies.actions import Action, Features, Scalar
 from banditgate.policies.oracles.base import RewardOracle, validate_training_input
 from banditgate.policies.oracles.features import ACTION_ID, FeatureSpace, category_key, decision_row
 from banditgate.policies.oracles.params import ModelSpec, Param, lookup
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _LINEAR = {
     "learning_rate": Param(float, low=0.0, high=10.0, open_low=True),  # of the SGD optimizer

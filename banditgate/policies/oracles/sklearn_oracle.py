@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-import pandas as pd
 
 from banditgate.policies.actions import Action, Features
 from banditgate.policies.oracles.base import RewardOracle, validate_training_input
 from banditgate.policies.oracles.features import ACTION_ID, FeatureSpace
 from banditgate.policies.oracles.params import ModelSpec, Param, lookup
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _SEED = Param(int, low=0, high=2**32 - 1, choices=(None,))
 _DEPTH = Param(int, low=1, high=64, choices=(None,))

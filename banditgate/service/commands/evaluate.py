@@ -29,9 +29,9 @@ def evaluate_command(
     from banditgate.ledger.migrate import upgrade
     from banditgate.ledger.registry import UnknownPolicy
     from banditgate.pipelines.evaluate import NothingToEvaluate, evaluate, render_html
-    from banditgate.service.settings import Settings
+    from banditgate.service.commands.exits import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)  # like the service at start-up: the models read columns newer ledgers have
     try:

@@ -20,11 +20,15 @@ click as ``typer._click``: its usage errors are that copy's.)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import typer
 from typer._click.core import Context
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from banditgate.service.settings import Settings
 
 EXIT_FAILED = 1
 EXIT_UNREACHABLE = 3
@@ -56,3 +60,16 @@ class UsageExitGroup(TyperGroup):
         except UsageError as exc:
             exc.exit_code = EXIT_USAGE
             raise
+
+
+def load_settings() -> Settings:
+    """The configured settings; invalid ones (a short API key, a bad policy) exit :data:`EXIT_USAGE` saying why."""
+    from pydantic import ValidationError
+
+    from banditgate.service.settings import Settings
+
+    try:
+        return Settings()
+    except (ValidationError, ValueError) as exc:
+        typer.secho(f"invalid settings: {exc}", fg="red", err=True)
+        raise typer.Exit(EXIT_USAGE) from None

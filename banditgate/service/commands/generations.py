@@ -43,10 +43,11 @@ def promote(
 ) -> None:
     """Deploy a candidate generation; the deployed one is retired (admin: needs the API key).
 
-    The sufficiency gate must say SUFFICIENT (the service computes an evaluation if it has no recent one),
-    unless an override names who, why and until when (all three --override options). A refusal prints the
-    gate's verdict and its reasons on standard error; the gate's whole report goes to --report FILE, or with
-    --json to standard output.
+    The sufficiency gate must say SUFFICIENT on the latest usable stored evaluation (as of now, with the
+    policy's gate options: run `banditgate gate` first; a promotion computes none), unless an override names
+    who, why and until when (all three --override options). A refusal prints the gate's verdict and its
+    reasons on standard error; the gate's whole report goes to --report FILE, or with --json to standard
+    output.
 
     Exit status: 0 promoted; 1 refused (by the gate or the service); 3 service unreachable; 64 usage error.
     """

@@ -82,7 +82,7 @@ def retrain_command(
     from banditgate.ledger.migrate import upgrade
     from banditgate.ledger.registry import UnknownPolicy
     from banditgate.pipelines.retrain import NotEnoughData, RetrainOptions, retrain
-    from banditgate.service.settings import Settings
+    from banditgate.service.commands.exits import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -103,7 +103,7 @@ def retrain_command(
         interval = parse_interval(every) if every else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    settings = Settings()
+    settings = load_settings()
     # A kind declared in the settings is learnt within its declared values; stored values outside are skipped.
     options = replace(options, reward_rule=settings.reward_kind_rules().get(reward_kind))
     engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)

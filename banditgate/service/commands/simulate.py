@@ -75,7 +75,12 @@ def _start(value: str | None) -> datetime | None:
         raise typer.BadParameter(
             f"not an ISO 8601 date or time: {value!r} (e.g. 2026-01-05 or 2026-01-05T00:00Z)", param_hint="--start"
         ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    from banditgate.ledger.types import check_time  # SQLAlchemy: not for every command line's start
+
+    try:
+        return check_time(when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC))
+    except (ValueError, OverflowError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--start") from None
 
 
 @app.command()
