@@ -22,21 +22,32 @@ class ArtifactError(RuntimeError):
 def load_artifact(generation: Generation, artifact_dir: Path) -> RewardOracle:
     """The generation's fitted oracle, refused unless the file lies inside ``artifact_dir`` and matches the
     registry's sha256; the bytes are deserialised only after both checks."""
-    path = artifact_file(artifact_dir, generation.artifact_path or "")
-    what = f"artifact {path} of {generation.policy} gen {generation.number}"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ArtifactError(f"cannot read {what}: {exc}") from exc
-    digest = sha256_hex(data)
-    if digest != generation.artifact_sha256:
-        raise ArtifactError(
-            f"{what} has sha256 {digest}, registry says {generation.artifact_sha256}: refusing to load it"
-        )
+    data = verified_artifact(generation, artifact_dir)
     try:
         return load_oracle(data)
     except Exception as exc:  # the registry's own bytes, yet not a model this version can load
-        raise ArtifactError(f"cannot load {what}: {exc}") from exc
+        raise ArtifactError(f"cannot load {_what(generation, artifact_dir)}: {exc}") from exc
+
+
+def verified_artifact(generation: Generation, artifact_dir: Path) -> bytes:
+    """The bytes of the generation's artifact, read from inside ``artifact_dir`` and matching the registry's
+    sha256 (:class:`ArtifactError` otherwise), not deserialised: a check that imports no model library."""
+    path = artifact_file(artifact_dir, generation.artifact_path or "")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {_what(generation, artifact_dir)}: {exc}") from exc
+    digest = sha256_hex(data)
+    if digest != generation.artifact_sha256:
+        raise ArtifactError(
+            f"{_what(generation, artifact_dir)} has sha256 {digest}, registry says {generation.artifact_sha256}: "
+            "refusing to load it"
+        )
+    return data
+
+
+def _what(generation: Generation, artifact_dir: Path) -> str:
+    return f"artifact {artifact_dir / (generation.artifact_path or '')} of {generation.policy} gen {generation.number}"
 
 
 def artifact_file(artifact_dir: Path, artifact_path: str) -> Path:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,14 @@ from sqlalchemy.orm import Session
 from banditgate.ledger.artifacts import generation_rule, load_artifact
 from banditgate.ledger.models import Generation, Policy
 from banditgate.ledger.promotion import UnknownGeneration
-from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS
 from banditgate.ledger.registry import get_generation, get_policy
 from banditgate.ledger.types import utcnow
 from banditgate.monitoring.alerts import AlertPolicy, evaluate_alerts, level_alerts
 from banditgate.monitoring.blind_period import project, scenario
 from banditgate.monitoring.dimensions import DimensionSet, segment_dimensions, window_dimensions
-from banditgate.monitoring.evidence import Evidence, Reading, Window, read_evidence, read_reference
+from banditgate.monitoring.evidence import Evidence, Window, read_evidence, read_reference
 from banditgate.monitoring.label_latency import SurvivalCurve, arrival_curve, days_until_completeness
+from banditgate.monitoring.options import GateOptions
 from banditgate.monitoring.proxies.base import DIMENSIONS, ProxyReading, proxy_dimensions, unavailable
 from banditgate.monitoring.proxies.disagreement import disagreement_proxies
 from banditgate.monitoring.proxies.feature_drift import FeatureDrift, feature_drift_proxies
@@ -56,7 +56,6 @@ from banditgate.monitoring.sufficiency import (
     SufficiencyParameters,
     composite,
     level_between,
-    preset,
     requirements,
 )
 from banditgate.policies.actions import Action
@@ -76,73 +75,6 @@ CONCEPT_DRIFT_LIMIT = (
 DRIFT_SAMPLE = 10_000
 #: Hysteresis of the S_proxy alert: raised below 0.5, cleared above 0.6.
 PROXY_ALERT = AlertPolicy(enter=0.5, exit=0.6)
-
-
-@dataclass(frozen=True)
-class GateOptions:
-    """How a gate evaluation reads the evidence.
-
-    Parameters
-    ----------
-    parameters
-        Weights, thresholds and the reliability metric (a preset of :mod:`.sufficiency` by default).
-    window_days
-        Length of the current window.
-    reward_kind
-        The reward kind whose labels are judged (binary, 0 or 1).
-    early_kind
-        The early reward kind used as proxy ground truth (authorisation results arrive in seconds).
-    segment_keys
-        Context fields whose values form segments (with the chosen action).
-    sample_size
-        Decisions of each window read in full (scores, drift); the others are counted.
-    scoring_size
-        Decisions of the sample whose whole candidate set is scored (uncertainty, disagreement).
-    seed
-        Seed of the samples, so an evaluation can be reproduced.
-    calendar_keys
-        Context fields left out of the feature-drift tests: the hour and weekday mix of a short window differs
-        from a multi-week reference's by construction, which is seasonality, not drift.
-    """
-
-    parameters: SufficiencyParameters = field(default_factory=lambda: preset("default"))
-    window_days: float = 30.0
-    reward_kind: str = "authorisation"
-    early_kind: str = "authorisation"
-    segment_keys: tuple[str, ...] = DEFAULT_SEGMENT_KEYS
-    sample_size: int = 20_000
-    scoring_size: int = 5_000
-    seed: int = 0
-    calendar_keys: tuple[str, ...] = ("hour_of_day", "day_of_week")
-
-    def __post_init__(self) -> None:
-        if not (self.window_days > 0 and math.isfinite(self.window_days)):
-            raise ValueError(f"window_days must be a positive number, got {self.window_days}")
-        if self.sample_size < 1 or self.scoring_size < 1:
-            raise ValueError("sample_size and scoring_size must be at least 1")
-
-    def reading(self) -> Reading:
-        """What these options have an evaluation read from the ledger."""
-        return Reading(
-            window=timedelta(days=self.window_days),
-            reward_kinds=(self.reward_kind, self.early_kind),
-            segment_keys=self.segment_keys,
-            sample_size=self.sample_size,
-            seed=self.seed,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "parameters": self.parameters.to_dict(),
-            "window_days": self.window_days,
-            "reward_kind": self.reward_kind,
-            "early_kind": self.early_kind,
-            "segment_keys": list(self.segment_keys),
-            "sample_size": self.sample_size,
-            "scoring_size": self.scoring_size,
-            "seed": self.seed,
-            "calendar_keys": list(self.calendar_keys),
-        }
 
 
 @dataclass(frozen=True)

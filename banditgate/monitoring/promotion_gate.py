@@ -34,7 +34,7 @@ from banditgate.ledger.types import utcnow
 from banditgate.monitoring.sufficiency import Level
 
 if TYPE_CHECKING:
-    from banditgate.monitoring.gate import GateOptions
+    from banditgate.monitoring.options import GateOptions
 
 #: How far an evaluation's ``as_of`` may be from its ``computed_at`` and still count as "as of its computation".
 AS_OF_TOLERANCE = timedelta(minutes=1)

@@ -29,9 +29,12 @@ from datetime import datetime
 from typing import Any
 
 import uvloop
+from sqlalchemy.exc import SQLAlchemyError
 
+from banditgate.ledger import registry
 from banditgate.ledger.db import make_engine, make_sessionmaker
 from banditgate.ledger.decision_log import RewardRefused, UnknownDecision
+from banditgate.policies.oracles import oracle_class
 from banditgate.service.decision_service import DecisionAsked
 from banditgate.service.decision_wire import (
     FrameProtocol,
@@ -115,11 +118,13 @@ class _DecisionServer(FrameProtocol):
     async def _start(self, settings: dict[str, Any]) -> int:
         config = Settings.model_validate({**settings, "decision_process": False})
         logging.getLogger().setLevel(config.log_level)
+        await asyncio.to_thread(_import_oracle_libraries, config)
         self.runtime = await Runtime.start(config)
         return os.getpid()
 
     async def _prepare(self, settings: dict[str, Any]) -> int:
         config = Settings.model_validate({**settings, "decision_process": False})
+        await asyncio.to_thread(_import_oracle_libraries, config)
         await asyncio.to_thread(_load_policies, config)
         return os.getpid()
 
@@ -142,6 +147,22 @@ class _DecisionServer(FrameProtocol):
 
     async def _refresh(self) -> list[str]:
         return await self._runtime().refresh_policies()
+
+
+def _import_oracle_libraries(settings: Settings) -> None:
+    """Import the libraries of every oracle kind a policy names, before the first decision: the first
+    promotion from generation 0 would otherwise import LightGBM while decisions wait behind it."""
+    kinds = {spec.oracle for spec in settings.policies.values()}
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            kinds |= {policy.oracle for policy in registry.list_policies(session)}
+    except SQLAlchemyError:
+        pass  # a ledger not migrated yet holds no policy of its own: the runtime migrates it as it starts
+    finally:
+        engine.dispose()
+    for kind in sorted(kinds):
+        oracle_class(kind).import_libraries()
 
 
 def _load_policies(settings: Settings) -> None:

@@ -43,7 +43,7 @@ from banditgate.ledger.reward_kinds import RewardKind
 from banditgate.monitoring.sufficiency import preset
 
 if TYPE_CHECKING:  # imported where options are built: every process loads the settings, few run the gate
-    from banditgate.monitoring.gate import GateOptions
+    from banditgate.monitoring.options import GateOptions
 
 CONFIG_ENV = "BANDITGATE_CONFIG"
 REWARD_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
@@ -78,14 +78,13 @@ class GateSettings(BaseModel):
 
     @model_validator(mode="after")
     def _valid_options(self) -> GateSettings:
-        # The preset and its overrides are what the field constraints do not check. The GateOptions themselves
-        # are built where a gate runs: monitoring.gate imports the whole evidence stack (pandas, SciPy).
+        # The preset and its overrides are what the field constraints do not check.
         preset(self.preset, **self.parameters)
         return self
 
     def options(self, **changes: Any) -> GateOptions:
         """The gate options these settings describe (``changes`` override fields, e.g. ``window_days``)."""
-        from banditgate.monitoring.gate import GateOptions
+        from banditgate.monitoring.options import GateOptions
 
         values = {**self.model_dump(exclude={"max_age_hours"}), **changes}
         parameters = preset(values.pop("preset"), **values.pop("parameters"))

@@ -29,7 +29,22 @@ class RewardOracle(ABC):
     """
 
     kind: ClassVar[str]
+    #: The modules this oracle's models need (imported by :meth:`import_libraries`).
+    libraries: ClassVar[tuple[str, ...]] = ()
     space_: FeatureSpace
+
+    @classmethod
+    def import_libraries(cls) -> None:
+        """Import what loading and serving a model of this kind needs, ahead of the first model.
+
+        Oracles import their libraries when first used, which keeps start-up fast where no model is served;
+        a process that will serve one calls this first, so that a promotion does not stall it for the
+        seconds of an import (with the GIL held).
+        """
+        import importlib
+
+        for name in cls.libraries:
+            importlib.import_module(name)
 
     @abstractmethod
     def fit(self, frame: pd.DataFrame, rewards: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:

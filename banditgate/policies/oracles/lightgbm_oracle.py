@@ -93,6 +93,7 @@ class LightGBMOracle(RewardOracle):
     """
 
     kind = "lightgbm"
+    libraries = ("lightgbm", "pandas", "banditgate.policies.oracles.features")
 
     def __init__(
         self,

@@ -83,6 +83,7 @@ class RiverOracle(RewardOracle):
     """
 
     kind = "river"
+    libraries = ("river", "pandas", "banditgate.policies.oracles.features")
 
     def __init__(self, model: str = "logistic_regression", model_params: dict[str, Any] | None = None) -> None:
         self._spec = lookup(MODELS, model, "model")

@@ -141,6 +141,7 @@ class SklearnOracle(RewardOracle):
     """
 
     kind = "sklearn"
+    libraries = ("sklearn", "joblib", "pandas", "banditgate.policies.oracles.features")
 
     def __init__(
         self,

@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from sqlalchemy.orm import Session
 
 from banditgate.ledger import promotion, registry
+from banditgate.ledger.artifacts import generation_rule, verified_artifact
 from banditgate.ledger.gate_evaluations import get_gate_evaluation, latest_gate_evaluation_id
 from banditgate.ledger.models import Generation
 from banditgate.monitoring.promotion_gate import Override, SufficiencyGate
@@ -398,7 +399,11 @@ async def _check_it_can_serve(runtime: Runtime, target: Callable[[Session], Gene
 
     Otherwise the registry would say it is deployed while every serving process keeps the previous one.
     Returns the number of the generation ``target`` finds (a rollback resolves its default target here).
+    With a decision process, the artifact's place and sha256 are checked and its exploration rule built, but
+    the model is not loaded here: that would import its library (seconds holding the GIL) in the process that
+    answers HTTP, stalling every decision in flight; the decision processes load it when they switch.
     """
+    load_models = not runtime.settings.decision_process
 
     def check() -> int | None:
         with runtime.sessions() as session:
@@ -407,7 +412,12 @@ async def _check_it_can_serve(runtime: Runtime, target: Callable[[Session], Gene
                 return None
             policy = registry.get_policy(session, generation.policy)
             try:
-                serving_policy(policy, generation, runtime.settings.artifact_dir)
+                if load_models:
+                    serving_policy(policy, generation, runtime.settings.artifact_dir)
+                else:
+                    generation_rule(policy, generation)
+                    if generation.oracle is not None:
+                        verified_artifact(generation, runtime.settings.artifact_dir)
             except Exception as exc:
                 raise promotion.TransitionConflict(
                     f"generation {generation.number} of policy {policy.name!r} cannot serve: {exc}"
