@@ -206,7 +206,7 @@ def summarise(generations: list[dict[str, Any]], health: dict[str, Any]) -> dict
     result: dict[str, Any] = {}
     for key, error in (("expected_reward", "standard_error"), ("lift", "lift_standard_error")):
         learned = np.array([g[key] for g in generations[1:]])
-        report = oscillation(numbers, [g[key] for g in generations], [g[error] for g in generations])
+        report = oscillation(numbers, [g[key] for g in generations], [g[error] for g in generations]).as_dict()
         result[key] = {
             "mean": float(learned.mean()),
             "min": float(learned.min()),
