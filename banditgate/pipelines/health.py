@@ -29,16 +29,20 @@ generations fire on any policy. The lift of generation ``g`` over its matured de
 
     lift_g = mean_i [ r_i - (1 / K_i) * sum_{a in A_i} q(x_i, a) ],   SE = std_i(...) / sqrt(n_g)
 
-with ``q`` one reward model for every generation: the oracle of the most recent generation with an oracle
-that served in the window. The first term is the generation's own value, measured on-policy (unbiased). The
+with ``q`` one reward model for every generation, of the policy's oracle kind, fitted on the matured
+decisions of the window (pooled over generations, each row weighted by its inverse logged propensity
+clipped at :data:`BASELINE_WEIGHT_CLIP`, so rarely logged actions count) and cross-fitted: the decisions are
+split into two folds and each fold is scored by the model fitted on the other, so no decision's own reward
+enters its baseline. The first term is the generation's own value, measured on-policy (unbiased). The
 second is the direct-method estimate of uniform random's value on the same contexts (Dudik, Langford & Li,
 "Doubly robust policy evaluation and learning", ICML 2011), a regression adjustment that removes the
 traffic's mix (as CUPED does, Deng et al., WSDM 2013). Its error is one fixed function of the context,
-common to all generations, so it cancels in the comparisons below up to changes in the mix. The inverse-
-propensity estimate of uniform's value, ``mean_i r_i / (K_i p_i)``, needs no model but its variance grows
-as ``1 / floor``: with a floor of 0.001 its standard error over a day of 1,500 decisions is about 0.2, larger
-than any lift. Lifts are computed on the ``lift_rows`` most recent matured decisions (older generations get
-``None``).
+common to all generations, so it cancels in the comparisons below up to changes in the mix. The generations'
+own oracles would not do: one trained on a single day's logs never saw the weekday effects the baseline has
+to remove. The inverse-propensity estimate of uniform's value, ``mean_i r_i / (K_i p_i)``, needs no model but
+its variance grows as ``1 / floor``: with a floor of 0.001 its standard error over a day of 1,500 decisions
+is about 0.2, larger than any lift. Lifts are computed on the ``lift_rows`` most recent matured decisions
+(older generations get ``None``), with at least :data:`BASELINE_MIN_ROWS` of them.
 
 The flag fires when either test rejects at level ``alpha / 2`` (so at most ``alpha`` together, Bonferroni):
 
@@ -78,7 +82,7 @@ from banditgate.ledger.models import Decision, Generation
 from banditgate.ledger.types import utcnow
 from banditgate.pipelines.evaluation import candidate_frame
 from banditgate.pipelines.training_set import TrainingSet, load_training_set
-from banditgate.policies.oracles import RewardOracle
+from banditgate.policies.oracles import RewardOracle, make_oracle
 from banditgate.policies.oracles.features import ACTION_ID
 
 Z95 = 1.959963984540054
@@ -89,6 +93,10 @@ OSCILLATION_ALPHA = 0.05
 MIN_TREND_GENERATIONS = 4
 #: Lifts are computed on at most this many most recent matured decisions (every candidate action is scored).
 LIFT_ROWS = 50_000
+#: The baseline model needs at least this many matured decisions (both folds together).
+BASELINE_MIN_ROWS = 200
+#: Clip of the inverse-propensity weights of the baseline model's training rows.
+BASELINE_WEIGHT_CLIP = 20.0
 
 
 def generation_health(
@@ -104,8 +112,8 @@ def generation_health(
 
     Returns JSON-serialisable data: ``{"policy", "as_of", "window_start", "reward_kind", "lift_model",
     "generations": [...], "oscillation": {...}}`` with one entry per serving generation, in generation order
-    (see the module doc); ``oscillation`` is :meth:`OscillationReport.as_dict` and ``lift_model`` the
-    generation whose oracle gives the common baseline (``None`` when no serving generation has one).
+    (see the module doc); ``oscillation`` is :meth:`OscillationReport.as_dict` and ``lift_model`` describes
+    the common baseline model (``None`` when there are too few matured decisions, or a single reward value).
     ``lift_rows`` caps the matured decisions the lifts are computed on (the most recent ones).
     Raises :class:`banditgate.ledger.registry.UnknownPolicy` for an unknown policy.
     """
@@ -114,7 +122,8 @@ def generation_health(
     as_of = as_of or utcnow()
     start = as_of - window
     with sessions() as session:
-        registry.get_policy(session, policy)
+        config = registry.get_policy(session, policy)
+        oracle_kind, oracle_params = config.oracle, dict(config.oracle_params)
         served = dict(
             session.execute(
                 select(Decision.generation, func.count())
@@ -144,9 +153,7 @@ def generation_health(
         for number, oracle in oracles.items()
     }
 
-    with_oracle = [number for number in numbers if oracles[number] is not None]
-    lift_model = with_oracle[-1] if with_oracle else None
-    lift_values = per_decision_lift(logs, oracles[lift_model]) if lift_model is not None else None
+    lift_values, lift_model = per_decision_lift(logs, oracle_kind, oracle_params)
 
     entries: list[dict[str, Any]] = []
     for position, number in enumerate(numbers):
@@ -205,19 +212,37 @@ def generation_health(
     }
 
 
-def per_decision_lift(logs: TrainingSet, model: RewardOracle) -> np.ndarray:
-    """``r_i - mean over i's candidates of model(x_i, a)`` for every matured row whose candidates are loaded
-    (NaN for the others): the realised reward minus the direct-method value of uniform random."""
-    out = np.full(len(logs), np.nan)
+def per_decision_lift(
+    logs: TrainingSet, oracle_kind: str, oracle_params: dict[str, Any]
+) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """``r_i - mean over i's candidates of q(x_i, a)`` for every matured row whose candidates are loaded (NaN
+    for the others), with ``q`` cross-fitted on two folds (see the module doc), and a description of ``q``.
+
+    Returns ``(None, None)`` with fewer than :data:`BASELINE_MIN_ROWS` such rows or a single reward value in
+    a fold.
+    """
     rows = np.array(sorted(logs.actions), dtype=np.int64)
-    if len(rows) == 0:
-        return out
+    if len(rows) < BASELINE_MIN_ROWS:
+        return None, None
+    fold = np.arange(len(rows)) % 2
     frame, offsets = candidate_frame(logs, rows)
-    scores = model.predict_frame(frame)
     counts = np.diff(offsets)
-    uniform = np.add.reduceat(scores, offsets[:-1]) / counts
+    uniform = np.empty(len(rows))
+    for f in (0, 1):
+        train = rows[fold != f]
+        rewards = logs.rewards[train]
+        if len(np.unique(rewards)) < 2:
+            return None, None
+        weights = np.minimum(1.0 / logs.propensities[train], BASELINE_WEIGHT_CLIP)
+        model = make_oracle(oracle_kind, oracle_params)
+        model.fit(logs.frame.iloc[train].reset_index(drop=True), rewards, sample_weight=weights / weights.mean())
+        scored = fold == f
+        values = np.add.reduceat(model.predict_frame(frame), offsets[:-1]) / counts
+        uniform[scored] = values[scored]
+    out = np.full(len(logs), np.nan)
     out[rows] = logs.rewards[rows] - uniform
-    return out
+    description = {"oracle": oracle_kind, "rows": len(rows), "folds": 2, "weight_clip": BASELINE_WEIGHT_CLIP}
+    return out, description
 
 
 def generation_lift(values: np.ndarray | None, rows: np.ndarray) -> dict[str, Any]:
