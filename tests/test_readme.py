@@ -54,8 +54,9 @@ class Expected:
 #: Commands whose outcome the README states, with what it states.
 EXPECTED = {
     # the candidate that the walk-through judges, promotes and rolls back
-    "banditgate retrain --policy default --window-days 14 --as-of \"$(date -u -d '7 days ago' +%F)\" "
-    "--gamma-schedule budget --exploration-budget 0.1": Expected(0, "candidate generation 1"),
+    "banditgate retrain --policy default --window-days 14 --as-of \"$(date -u -d '7 days ago' +%F)\"": Expected(
+        0, "candidate generation 1"
+    ),
     "banditgate retrain --policy default --window-days 30 --trust-region 0.1": Expected(0, "candidate generation 2"),
     # "Exit status 0 SUFFICIENT, 1 DEGRADED, 2 INSUFFICIENT": generation 1 is judged on the week after its training
     # window, generation 2 has nothing after its own yet

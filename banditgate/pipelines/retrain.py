@@ -122,7 +122,7 @@ class RetrainOptions:
     ess_target: float = 1_000.0
     gamma_schedule: GammaSchedule = "ope"
     gamma_candidates: tuple[float, ...] = DEFAULT_GAMMAS
-    gamma_z: float = 1.0
+    gamma_z: float = 0.0
     min_ess: float = 100.0
     max_exploration: float = 0.2
     gamma0: float = 1.0

@@ -75,10 +75,16 @@ def retrain_command(
     ] = "ope",
     gamma_z: Annotated[
         float, typer.Option(min=0.0, help="with --gamma-schedule ope: standard errors subtracted from each lift")
-    ] = 1.0,
+    ] = 0.0,
     min_ess: Annotated[
         float, typer.Option(min=0.0, help="with --gamma-schedule ope: least effective sample size of a candidate")
     ] = 100.0,
+    max_exploration: Annotated[
+        float,
+        typer.Option(
+            min=0.001, max=1.0, help="with --gamma-schedule ope: most mean probability off the oracle's best action"
+        ),
+    ] = 0.2,
     gamma0: Annotated[float, typer.Option(min=0.0, help="gamma = gamma0 * sqrt(n) with --gamma-schedule sqrt")] = 1.0,
     exploration_budget: Annotated[
         float, typer.Option(min=0.001, max=0.999, help="mean off-greedy probability with --gamma-schedule budget")
@@ -121,6 +127,7 @@ def retrain_command(
             gamma_schedule=gamma_schedule,  # type: ignore[arg-type]
             gamma_z=gamma_z,
             min_ess=min_ess,
+            max_exploration=max_exploration,
             gamma0=gamma0,
             exploration_budget=exploration_budget,
             trust_region=trust_region,
