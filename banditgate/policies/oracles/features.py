@@ -60,6 +60,9 @@ MIN_HASH_BUCKETS, MAX_HASH_BUCKETS = 2, 65_536
 HIGH_CARDINALITY = 32
 MIN_CATEGORY_ROWS = 200
 MAX_CATEGORIES = 1000
+#: What the automatic treatment does with a high-cardinality string key: ``"fold"`` its rare categories into
+#: the other code (above), or leave the key out (``"exclude"``).
+HIGH_CARDINALITY_RULE = "fold"
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,8 @@ class FeatureSpace:
                 counts = _category_keys(series.dropna()).value_counts()
                 kept = counts.index
                 if len(counts) > high_cardinality:
+                    if HIGH_CARDINALITY_RULE == "exclude":
+                        continue
                     kept = counts[counts >= min_category_rows].index[:max_categories]
                 categorical[name] = kept.sort_values().tolist()
                 if len(kept) < len(counts):
@@ -390,9 +395,7 @@ class FeatureSpace:
         )
 
 
-_Slots = tuple[
-    list[tuple[str, int]], list[tuple[str, int, dict[str, float], float]], list[tuple[str, int, int]]
-]
+_Slots = tuple[list[tuple[str, int]], list[tuple[str, int, dict[str, float], float]], list[tuple[str, int, int]]]
 
 
 def _fill(row: list[float], values: Features, slots: _Slots) -> None:

@@ -61,7 +61,8 @@ class RiverOracle(RewardOracle):
     have no weight yet. The policy's declaration of its context keys is honoured like the other oracles': an
     excluded key is skipped, a hashed one becomes the indicator of its bucket, a numeric one is a number (a
     string there is missing), a categorical one an indicator even for numbers, and a category folded into
-    the "other" code (rare in a high-cardinality key) the indicator ``"name=<other>"``. After :meth:`fit`, :meth:`learn_one` keeps updating the model as rewards arrive.
+    the "other" code (rare in a high-cardinality key) the indicator ``"name=<other>"``. After :meth:`fit`,
+    :meth:`learn_one` keeps updating the model as rewards arrive.
 
     The model is named from :data:`MODELS` (an allow-list: a configuration never names a module path) with its
     declared parameters, checked on construction. River itself is imported on :meth:`fit` and on loading an

@@ -1,0 +1,174 @@
+"""How context keys are treated, measured: the greedy policy of the LightGBM oracle on uniformly logged data.
+
+What is measured
+    For each world seed (21, 22, 23) and drift scenario (none, covariate, concept by default), 14 days x 2,000
+    decisions of the simulated payment world are logged with uniformly random actions among the eligible
+    ones, each rewarded with its authorisation outcome (drawn from the world's true probability). The LightGBM
+    oracle (default hyper-parameters, one thread) is trained on them with each feature treatment below, and
+    its GREEDY policy (the eligible action with the highest predicted authorisation) is scored on the next 2
+    days of fresh traffic with the true probabilities: its fraction of the achievable gain is
+    ``sum(p_greedy - p_uniform) / sum(p_best - p_uniform)`` (0: no better than uniform, 1: the best eligible
+    action every time).
+
+    Variants:
+
+    * ``all categories``: every string key categorical with all its categories (up to 1,000): the treatment
+      before keys could be declared.
+    * ``declared: bin, merchant_id excluded``: the two high-cardinality keys declared ``excluded``.
+    * ``declared: bin, merchant_id hashed 64``: the two declared ``hashed`` into 64 buckets.
+    * ``auto: fold < N rows``: string keys with more than 32 categories keep the categories seen in at least
+      N training rows; the others share an "other" code (N = 200, 500).
+    * ``auto: exclude high-cardinality``: string keys with more than 32 categories are left out.
+
+    The automatic variants change the module's rule (``features.MIN_CATEGORY_ROWS``,
+    ``features.HIGH_CARDINALITY_RULE``) for the run; nothing is declared.
+
+Run: ``python benchmarks/features_experiment.py [--seeds 21,22,23] [--scenarios none,covariate,concept]`` (about 30 s
+per seed and scenario on one core); results in benchmarks/results/features_experiment.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from banditgate.policies.oracles import features as features_module
+from banditgate.policies.oracles.features import records_to_frame
+from banditgate.policies.oracles.lightgbm_oracle import LightGBMOracle
+from banditgate.simulator import PaymentWorld, TrafficBatch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.workload import environment, table, write_results
+
+HIGH_CARDINALITY_KEYS = ("bin", "merchant_id")
+
+
+@contextmanager
+def rule(min_category_rows: int, high_cardinality_rule: str, max_categories: int = 1000) -> Iterator[None]:
+    """Run with another automatic treatment (module constants), restored afterwards."""
+    saved = (features_module.MIN_CATEGORY_ROWS, features_module.HIGH_CARDINALITY_RULE, features_module.MAX_CATEGORIES)
+    features_module.MIN_CATEGORY_ROWS = min_category_rows
+    features_module.HIGH_CARDINALITY_RULE = high_cardinality_rule
+    features_module.MAX_CATEGORIES = max_categories
+    try:
+        yield
+    finally:
+        (
+            features_module.MIN_CATEGORY_ROWS,
+            features_module.HIGH_CARDINALITY_RULE,
+            features_module.MAX_CATEGORIES,
+        ) = saved
+
+
+#: name -> (declared features, min_category_rows, high-cardinality rule)
+VARIANTS: dict[str, tuple[dict[str, Any], int, str]] = {
+    "all categories (before)": ({}, 1, "fold"),
+    "declared: bin, merchant_id excluded": (dict.fromkeys(HIGH_CARDINALITY_KEYS, "excluded"), 1, "fold"),
+    "declared: bin, merchant_id hashed 64": (dict.fromkeys(HIGH_CARDINALITY_KEYS, "hashed"), 1, "fold"),
+    "auto: fold < 200 rows": ({}, 200, "fold"),
+    "auto: fold < 500 rows": ({}, 500, "fold"),
+    "auto: exclude high-cardinality": ({}, 1, "exclude"),
+}
+
+
+def logged(world: PaymentWorld, seed: int, days: int, per_day: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Uniformly logged decisions of days [0, days) and their authorisation outcomes."""
+    rng = np.random.default_rng([seed, 7])
+    contexts, actions, rewards = [], [], []
+    for day in range(days):
+        batch = world.day_batch(day=day, decisions_per_day=per_day, seed=seed)
+        for i, (context, ids) in enumerate(
+            zip(batch.contexts.records(), batch.catalogue.eligible_ids(batch.eligible), strict=True)
+        ):
+            chosen = ids[int(rng.integers(len(ids)))]
+            j = batch.catalogue.position(chosen)
+            contexts.append(context)
+            actions.append(batch.catalogue.actions([chosen])[0])
+            rewards.append(float(batch.noise[i, 0] < batch.p_authorisation[i, j]))
+    return records_to_frame(contexts, actions), np.array(rewards)
+
+
+def fraction_of_gain(batches: list[TrafficBatch], score: Callable[[pd.DataFrame], np.ndarray]) -> float:
+    """The greedy policy's fraction of the achievable gain on fresh traffic, with the true probabilities."""
+    gained = achievable = 0.0
+    for batch in batches:
+        contexts, actions, rows = [], [], []
+        eligible = batch.catalogue.eligible_ids(batch.eligible)
+        for i, (context, ids) in enumerate(zip(batch.contexts.records(), eligible, strict=True)):
+            for action in batch.catalogue.actions(ids):
+                contexts.append(context)
+                actions.append(action)
+                rows.append(i)
+        scores = score(records_to_frame(contexts, actions))
+        positions = np.array([batch.catalogue.position(a.id) for a in actions])
+        p = batch.p_authorisation[np.array(rows), positions]
+        frame = pd.DataFrame({"row": rows, "score": scores, "p": p})
+        greedy = frame.loc[frame.groupby("row")["score"].idxmax(), "p"].to_numpy()
+        uniform = frame.groupby("row")["p"].mean().to_numpy()
+        best = frame.groupby("row")["p"].max().to_numpy()
+        gained += float((greedy - uniform).sum())
+        achievable += float((best - uniform).sum())
+    return gained / achievable
+
+
+def run(scenario: str, seed: int, days: int, per_day: int, test_days: int) -> dict[str, float]:
+    world = PaymentWorld(scenario, seed=seed)
+    frame, rewards = logged(world, seed, days, per_day)
+    fresh = [world.day_batch(day=d, decisions_per_day=per_day, seed=seed) for d in range(days, days + test_days)]
+    out = {}
+    for name, (declared, min_rows, high_cardinality_rule) in VARIANTS.items():
+        with rule(min_rows, high_cardinality_rule):
+            oracle = LightGBMOracle(num_threads=1, features=declared).fit(frame, rewards)
+            out[name] = fraction_of_gain(fresh, oracle.predict_frame)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default="21,22,23")
+    parser.add_argument("--scenarios", default="none,covariate,concept")
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--per-day", type=int, default=2000)
+    parser.add_argument("--test-days", type=int, default=2)
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    scenarios = args.scenarios.split(",")
+    runs: list[dict[str, Any]] = []
+    for scenario in scenarios:
+        for seed in seeds:
+            started = time.perf_counter()
+            fractions = run(scenario, seed, args.days, args.per_day, args.test_days)
+            runs.append({"scenario": scenario, "seed": seed, "fractions": fractions})
+            print(f"{scenario} seed {seed}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    names = list(VARIANTS)
+    means = {n: float(np.mean([r["fractions"][n] for r in runs])) for n in names}
+    headers = ["variant", *(f"{r['scenario'][:4]} {r['seed']}" for r in runs), "mean"]
+    rows = [[n, *(round(r["fractions"][n], 3) for r in runs), round(means[n], 3)] for n in names]
+    write_results(
+        "features_experiment",
+        {
+            "benchmark": "features_experiment",
+            **environment(),
+            "days": args.days,
+            "per_day": args.per_day,
+            "test_days": args.test_days,
+            "variants": {n: {"declared": d, "min_category_rows": m, "rule": r} for n, (d, m, r) in VARIANTS.items()},
+            "runs": runs,
+            "mean": means,
+            "best": max(means, key=lambda n: means[n]),
+        },
+    )
+    print(table(headers, rows))
+
+
+if __name__ == "__main__":
+    main()
