@@ -17,14 +17,18 @@ What is measured
     * ``declared: bin, merchant_id excluded``: the two high-cardinality keys declared ``excluded``.
     * ``declared: bin, merchant_id hashed 64``: the two declared ``hashed`` into 64 buckets.
     * ``auto: fold < N rows``: string keys with more than 32 categories keep the categories seen in at least
-      N training rows; the others share an "other" code (N = 200, 500).
+      N training rows; the others share an "other" code (N = 200, 500, 1000, 2000).
     * ``auto: exclude high-cardinality``: string keys with more than 32 categories are left out.
 
     The automatic variants change the module's rule (``features.MIN_CATEGORY_ROWS``,
     ``features.HIGH_CARDINALITY_RULE``) for the run; nothing is declared.
 
-Run: ``python benchmarks/features_experiment.py [--seeds 21,22,23] [--scenarios none,covariate,concept]`` (about 30 s
-per seed and scenario on one core); results in benchmarks/results/features_experiment.json.
+    The drift presets ramp in from day 10-20 over 90 days: ``--start-day 60`` logs days 60-73 and scores days
+    74-75, with the drift well under way (and still moving).
+
+Run: ``python benchmarks/features_experiment.py [--seeds 21,22,23] [--scenarios none,covariate,concept]
+[--start-day 0]`` (about 30 s per seed and scenario on one core); results in
+benchmarks/results/features_experiment.json (``features_experiment_day<N>.json`` with ``--start-day N``).
 """
 
 from __future__ import annotations
@@ -76,15 +80,17 @@ VARIANTS: dict[str, tuple[dict[str, Any], int, str]] = {
     "declared: bin, merchant_id hashed 64": (dict.fromkeys(HIGH_CARDINALITY_KEYS, "hashed"), 1, "fold"),
     "auto: fold < 200 rows": ({}, 200, "fold"),
     "auto: fold < 500 rows": ({}, 500, "fold"),
+    "auto: fold < 1000 rows": ({}, 1000, "fold"),
+    "auto: fold < 2000 rows": ({}, 2000, "fold"),
     "auto: exclude high-cardinality": ({}, 1, "exclude"),
 }
 
 
-def logged(world: PaymentWorld, seed: int, days: int, per_day: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """Uniformly logged decisions of days [0, days) and their authorisation outcomes."""
+def logged(world: PaymentWorld, seed: int, days: range, per_day: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Uniformly logged decisions of ``days`` and their authorisation outcomes."""
     rng = np.random.default_rng([seed, 7])
     contexts, actions, rewards = [], [], []
-    for day in range(days):
+    for day in days:
         batch = world.day_batch(day=day, decisions_per_day=per_day, seed=seed)
         for i, (context, ids) in enumerate(
             zip(batch.contexts.records(), batch.catalogue.eligible_ids(batch.eligible), strict=True)
@@ -120,10 +126,13 @@ def fraction_of_gain(batches: list[TrafficBatch], score: Callable[[pd.DataFrame]
     return gained / achievable
 
 
-def run(scenario: str, seed: int, days: int, per_day: int, test_days: int) -> dict[str, float]:
+def run(scenario: str, seed: int, start: int, days: int, per_day: int, test_days: int) -> dict[str, float]:
     world = PaymentWorld(scenario, seed=seed)
-    frame, rewards = logged(world, seed, days, per_day)
-    fresh = [world.day_batch(day=d, decisions_per_day=per_day, seed=seed) for d in range(days, days + test_days)]
+    frame, rewards = logged(world, seed, range(start, start + days), per_day)
+    fresh = [
+        world.day_batch(day=d, decisions_per_day=per_day, seed=seed)
+        for d in range(start + days, start + days + test_days)
+    ]
     out = {}
     for name, (declared, min_rows, high_cardinality_rule) in VARIANTS.items():
         with rule(min_rows, high_cardinality_rule):
@@ -136,6 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="21,22,23")
     parser.add_argument("--scenarios", default="none,covariate,concept")
+    parser.add_argument("--start-day", type=int, default=0, help="first logged day (drift ramps in from day 10-20)")
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--per-day", type=int, default=2000)
     parser.add_argument("--test-days", type=int, default=2)
@@ -146,7 +156,7 @@ def main() -> None:
     for scenario in scenarios:
         for seed in seeds:
             started = time.perf_counter()
-            fractions = run(scenario, seed, args.days, args.per_day, args.test_days)
+            fractions = run(scenario, seed, args.start_day, args.days, args.per_day, args.test_days)
             runs.append({"scenario": scenario, "seed": seed, "fractions": fractions})
             print(f"{scenario} seed {seed}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     names = list(VARIANTS)
@@ -154,10 +164,11 @@ def main() -> None:
     headers = ["variant", *(f"{r['scenario'][:4]} {r['seed']}" for r in runs), "mean"]
     rows = [[n, *(round(r["fractions"][n], 3) for r in runs), round(means[n], 3)] for n in names]
     write_results(
-        "features_experiment",
+        "features_experiment" if args.start_day == 0 else f"features_experiment_day{args.start_day}",
         {
             "benchmark": "features_experiment",
             **environment(),
+            "start_day": args.start_day,
             "days": args.days,
             "per_day": args.per_day,
             "test_days": args.test_days,

@@ -58,6 +58,27 @@ def test_retrain_registers_a_candidate_with_its_ope_report(sessions: sessionmake
         assert registry.get_policy(session, "default").deployed_generation == 0  # retraining never deploys
 
 
+def test_the_policy_declaration_reaches_the_oracle_and_the_report_says_which_keys_mattered(
+    sessions: sessionmaker[Session], logged: Path
+) -> None:
+    declared = {"merchant_id": "excluded", "bin": {"treatment": "hashed", "buckets": 16}}
+    with sessions() as session, session.begin():
+        registry.put_policy(session, "default", registry.PolicySpec(features=declared), actor="test")
+    result = retrain(sessions, logged, "default", RetrainOptions(as_of=START + timedelta(days=DAYS)))
+    generation = result.generation
+    assert generation.oracle_params["features"] == {
+        "bin": {"treatment": "hashed", "buckets": 16},
+        "merchant_id": "excluded",
+    }
+    oracle = load_oracle((logged / generation.artifact_path).read_bytes())
+    assert oracle.space_.hashed == {"c:bin": 16} and "c:merchant_id" not in oracle.space_.columns
+    importance = generation.ope_report["feature_importance"]
+    assert importance["method"] == "lightgbm_gain" and "merchant_id" not in importance["context"]
+    assert {"bin", "issuer_country", "amount_eur"} <= set(importance["context"])
+    total = sum(importance["context"].values()) + importance["action_id"] + sum(importance["action_features"].values())
+    assert total == pytest.approx(1.0)
+
+
 def test_only_matured_rewards_enter_and_the_latest_revision_wins(sessions: sessionmaker[Session], logged: Path) -> None:
     with sessions() as session:
         last = session.scalar(
