@@ -26,5 +26,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("policies", schema=None) as batch_op:
-        batch_op.drop_column("features")
+    # Not in batch mode: on SQLite that copies the table, which the foreign keys of the generations refuse.
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35 and later) drops it in place.
+    op.drop_column("policies", "features")
