@@ -53,6 +53,15 @@ def candidate_frame(held_out: TrainingSet, rows: np.ndarray) -> tuple[pd.DataFra
     return pd.DataFrame.from_records(records), np.asarray(offsets)
 
 
+def score_candidates(oracle: RewardOracle, held_out: TrainingSet, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle's score of every candidate action of the given decisions, padded to ``(n, K)`` (0 off the
+    candidates), and the mask of real slots."""
+    frame, offsets = candidate_frame(held_out, rows)
+    sizes = np.diff(offsets)
+    width = int(sizes.max())
+    return _padded(oracle.predict_frame(frame), offsets, width, 0.0), np.arange(width)[None, :] < sizes[:, None]
+
+
 def _padded(values: np.ndarray, offsets: np.ndarray, width: int, fill: float) -> np.ndarray:
     out = np.full((len(offsets) - 1, width), fill)
     for i in range(len(offsets) - 1):

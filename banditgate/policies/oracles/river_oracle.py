@@ -1,4 +1,4 @@
-"""River reward oracle: online learning, can keep learning between generations."""
+"""River reward oracle: an online (one example at a time) linear model, fitted per generation."""
 
 from __future__ import annotations
 
@@ -61,8 +61,12 @@ class RiverOracle(RewardOracle):
     have no weight yet. The policy's declaration of its context keys is honoured like the other oracles': an
     excluded key is skipped, a hashed one becomes the indicator of its bucket, a numeric one is a number (a
     string there is missing), a categorical one an indicator even for numbers, and a category folded into
-    the "other" code (rare in a high-cardinality key) the indicator ``"name=<other>"``. After :meth:`fit`,
-    :meth:`learn_one` keeps updating the model as rewards arrive.
+    the "other" code (rare in a high-cardinality key) the indicator ``"name=<other>"``.
+
+    The model learns one example at a time while a generation is trained, but a registered generation's model
+    is fixed: it does not keep learning from rewards between generations. A decision must be reproducible from
+    the generation that made it (its artifact's sha256 and the logged probabilities), which a model updated in
+    place would break; each retraining fits a new model on the window instead.
 
     The model is named from :data:`MODELS` (an allow-list: a configuration never names a module path) with its
     declared parameters, checked on construction. River itself is imported on :meth:`fit` and on loading an
@@ -135,11 +139,6 @@ class RiverOracle(RewardOracle):
                 self._learn(dict(zip(columns, row, strict=True)), float(rewards[i]))
         return self
 
-    def learn_one(self, context: Features, action: Action, reward: float) -> None:
-        """Update the fitted model with one matured reward (online learning between generations)."""
-        self._check_fitted()
-        self._learn(decision_row(context, action), reward)
-
     def _learn(self, row: dict[str, Scalar], reward: float) -> None:
         target: Any = reward >= 0.5 if self._spec.classifier else reward
         self.model_.learn_one(self._features(row), target)
@@ -147,7 +146,7 @@ class RiverOracle(RewardOracle):
     def _set_space(self, space: FeatureSpace) -> None:
         self.space_ = space
         declared = parse_features(space.features)
-        # Columns the space leaves out: excluded context keys (keys unseen in training are still learnt online).
+        # Excluded context keys are skipped; a key unseen in training is encoded as it comes (it has no weight).
         self._excluded = {f"c:{key}" for key, t in declared.items() if t.treatment == "excluded"}
         self._numeric = {f"c:{key}" for key, t in declared.items() if t.treatment == "numeric"}
         self._vocabularies = {c: set(space.categorical[c]) for c in space.other}
