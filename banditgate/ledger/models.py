@@ -41,6 +41,8 @@ class Policy(Base):
     floor: Mapped[float] = mapped_column(Float, default=0.0)
     oracle: Mapped[str] = mapped_column(String(32))
     oracle_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # How each context key is used ({key: treatment}, see banditgate.policies.oracles.features.parse_features).
+    features: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     deployed_generation: Mapped[int] = mapped_column(Integer, default=0)
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,6 +19,7 @@ from banditgate.ledger.models import AuditEvent, Generation, Policy
 from banditgate.ledger.types import utcnow
 from banditgate.policies.exploration import make_rule
 from banditgate.policies.oracles import make_oracle, sha256_hex
+from banditgate.policies.oracles.features import features_to_json, parse_features
 
 #: Policy names: they name directories of the artifact directory and report files, so no separators.
 POLICY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -56,12 +57,24 @@ class PolicySpec:
     oracle: str = "lightgbm"
     oracle_params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: How each context key is used, ``{key: treatment}`` (see
+    #: :func:`~banditgate.policies.oracles.features.parse_features`); stored in canonical form.
+    features: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if "floor" in self.exploration_params:
             raise ValueError("set the probability floor with the 'floor' field, not in exploration_params")
+        if "features" in self.oracle_params:
+            raise ValueError("declare how context keys are used with the 'features' field, not in oracle_params")
         make_rule(self.exploration, {**self.exploration_params, "floor": self.floor})
-        make_oracle(self.oracle, self.oracle_params)
+        self.features = features_to_json(parse_features(self.features))
+        make_oracle(self.oracle, oracle_config(self.oracle_params, self.features))
+
+
+def oracle_config(oracle_params: dict[str, Any], features: dict[str, Any]) -> dict[str, Any]:
+    """The parameters an oracle is built with: the policy's ``oracle_params`` and its ``features`` (every oracle
+    takes the declaration of the context keys, and records it in its hyper-parameters)."""
+    return {**oracle_params, "features": features}
 
 
 def get_policy(session: Session, name: str) -> Policy:
@@ -248,6 +261,7 @@ def _apply(policy: Policy, spec: PolicySpec, now: datetime) -> None:
     policy.floor = spec.floor
     policy.oracle = spec.oracle
     policy.oracle_params = dict(spec.oracle_params)
+    policy.features = dict(spec.features)
     policy.updated_at = now
 
 
@@ -258,5 +272,6 @@ def _config(policy: Policy) -> dict[str, Any]:
         "floor": policy.floor,
         "oracle": policy.oracle,
         "oracle_params": policy.oracle_params,
+        "features": policy.features,
         "description": policy.description,
     }

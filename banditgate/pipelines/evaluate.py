@@ -76,6 +76,9 @@ def evaluate(
             "evaluated_from": start.isoformat(),
             "as_of": as_of.isoformat(),
             "weights": _weight_summary(logs.propensities[rows]),
+            "feature_importance": (
+                candidate_policy.oracle.feature_importance().to_dict() if candidate_policy.oracle is not None else None
+            ),
         }
     )
     return report

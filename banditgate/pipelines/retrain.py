@@ -333,7 +333,7 @@ def retrain(
     train_rows, held_out_rows = training.split(options.holdout_fraction)
     if len(np.unique(training.rewards[train_rows])) < 2:
         raise NotEnoughData(f"{policy}: every training reward is {training.rewards[train_rows][0]}: nothing to learn")
-    oracle_params = {**config.oracle_params, **options.oracle_overrides}
+    oracle_params = registry.oracle_config({**config.oracle_params, **options.oracle_overrides}, config.features)
     oracle = make_oracle(config.oracle, oracle_params)
     multiplier = odds_multiplier(training, train_rows, options)
     if multiplier != 1.0:
@@ -355,6 +355,7 @@ def retrain(
     ope_report["as_of"] = as_of.isoformat()
     ope_report["deployed_generation"] = deployed.number
     ope_report["exploration"] = choice.to_dict()
+    ope_report["feature_importance"] = oracle.feature_importance().to_dict()
     artifact = oracle.to_bytes()
     with sessions() as session, session.begin():
         number = (max(g.number for g in registry.list_generations(session, policy)) or 0) + 1

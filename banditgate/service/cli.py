@@ -197,6 +197,14 @@ def policies_set(
     floor: Annotated[float, typer.Option(min=0.0, max=1.0, help="minimum probability of every action")] = 0.01,
     oracle: Annotated[str, typer.Option(help="lightgbm | sklearn | river")] = "lightgbm",
     oracle_param: Annotated[list[str] | None, typer.Option("--oracle-param", help="oracle parameter KEY=VALUE")] = None,
+    feature: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--feature",
+            help='how the oracle uses a context key, KEY=numeric|categorical|excluded|hashed or KEY=\'{"treatment": '
+            '"hashed", "buckets": 128}\' (keys not named: automatic)',
+        ),
+    ] = None,
     description: Annotated[str, typer.Option(help="what the policy is for")] = "",
     reason: Annotated[str, typer.Option(help="why (kept in the audit trail)")] = "",
     actor: Annotated[str | None, typer.Option(envvar="USER", help="who is making the change")] = None,
@@ -210,6 +218,7 @@ def policies_set(
         "floor": floor,
         "oracle": oracle,
         "oracle_params": _parse_params(oracle_param or []),
+        "features": _parse_params(feature or []),
         "description": description,
         "reason": reason,
     }

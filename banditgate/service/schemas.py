@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +24,13 @@ from pydantic import (
 )
 
 from banditgate.ledger.types import EARLIEST_TIME, LATEST_TIME, check_time
+from banditgate.policies.oracles.features import (
+    DEFAULT_HASH_BUCKETS,
+    MAX_DECLARED_KEYS,
+    MAX_HASH_BUCKETS,
+    MAX_KEY_LENGTH,
+    MIN_HASH_BUCKETS,
+)
 from banditgate.service.settings import POLICY_NAME_PATTERN
 
 MAX_ACTIONS = 64
@@ -266,12 +273,30 @@ class DecisionDetail(DecisionResponse):
     rewards: list[RewardOut]
 
 
+class HashedFeatureIn(StrictModel):
+    """A context key hashed into ``buckets`` buckets (CRC-32 of the value, modulo ``buckets``)."""
+
+    treatment: Literal["hashed"]
+    buckets: Annotated[int, Field(ge=MIN_HASH_BUCKETS, le=MAX_HASH_BUCKETS, strict=True)] = DEFAULT_HASH_BUCKETS
+
+
+FeatureKey = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)]
+FeatureTreatment = Literal["numeric", "categorical", "hashed", "excluded"] | HashedFeatureIn
+
+
 class PolicyIn(StrictModel):
     exploration: Annotated[Text, StringConstraints(max_length=32)] = "squarecb"
     exploration_params: Parameters = Field(default_factory=dict)
     floor: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)] = 0.01
     oracle: Annotated[Text, StringConstraints(max_length=32)] = "lightgbm"
     oracle_params: Parameters = Field(default_factory=dict)
+    features: dict[FeatureKey, FeatureTreatment] = Field(
+        default_factory=dict,
+        max_length=MAX_DECLARED_KEYS,
+        description='how the oracle uses each context key: "numeric", "categorical", "excluded", "hashed" (into '
+        f'{DEFAULT_HASH_BUCKETS} buckets) or {{"treatment": "hashed", "buckets": n}}; keys not named are treated '
+        "automatically (numbers numeric; strings categorical, the rare categories of a key with many sharing one code)",
+    )
     description: Annotated[Text, StringConstraints(max_length=2000)] = ""
     reason: Annotated[Text, StringConstraints(max_length=2000)] = ""
 
@@ -313,6 +338,7 @@ class PolicyOut(BaseModel):
     floor: float
     oracle: str
     oracle_params: dict[str, Any]
+    features: dict[str, Any]
     deployed_generation: int
     revision: int
     created_at: datetime

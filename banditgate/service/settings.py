@@ -12,6 +12,7 @@ Example ``banditgate.toml``::
     exploration = "squarecb"
     exploration_params = { gamma = 200.0 }
     floor = 0.01
+    features = { bin = "hashed", merchant_id = "excluded" }   # how the oracle uses context keys
 
     [policies.default.gate]            # the sufficiency gate of this policy (default: [gate])
     preset = "fraud"
@@ -104,6 +105,11 @@ class PolicySettings(BaseModel):
     floor: float = Field(default=0.01, ge=0.0, le=1.0)
     oracle: str = "lightgbm"
     oracle_params: dict[str, Any] = Field(default_factory=dict)
+    features: dict[str, Any] = Field(
+        default_factory=dict,
+        description='how the oracle uses each context key: "numeric", "categorical", "excluded", "hashed" or '
+        '{ treatment = "hashed", buckets = 128 }; keys not named are treated automatically',
+    )
     description: str = ""
     gate: GateSettings | None = Field(default=None, description="this policy's gate (default: the global one)")
 

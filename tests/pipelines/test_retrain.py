@@ -58,6 +58,27 @@ def test_retrain_registers_a_candidate_with_its_ope_report(sessions: sessionmake
         assert registry.get_policy(session, "default").deployed_generation == 0  # retraining never deploys
 
 
+def test_the_policy_declaration_reaches_the_oracle_and_the_report_says_which_keys_mattered(
+    sessions: sessionmaker[Session], logged: Path
+) -> None:
+    declared = {"merchant_id": "excluded", "bin": {"treatment": "hashed", "buckets": 16}}
+    with sessions() as session, session.begin():
+        registry.put_policy(session, "default", registry.PolicySpec(features=declared), actor="test")
+    result = retrain(sessions, logged, "default", RetrainOptions(as_of=START + timedelta(days=DAYS)))
+    generation = result.generation
+    assert generation.oracle_params["features"] == {
+        "bin": {"treatment": "hashed", "buckets": 16},
+        "merchant_id": "excluded",
+    }
+    oracle = load_oracle((logged / generation.artifact_path).read_bytes())
+    assert oracle.space_.hashed == {"c:bin": 16} and "c:merchant_id" not in oracle.space_.columns
+    importance = generation.ope_report["feature_importance"]
+    assert importance["method"] == "lightgbm_gain" and "merchant_id" not in importance["context"]
+    assert {"bin", "issuer_country", "amount_eur"} <= set(importance["context"])
+    total = sum(importance["context"].values()) + importance["action_id"] + sum(importance["action_features"].values())
+    assert total == pytest.approx(1.0)
+
+
 def test_only_matured_rewards_enter_and_the_latest_revision_wins(sessions: sessionmaker[Session], logged: Path) -> None:
     with sessions() as session:
         last = session.scalar(
@@ -178,8 +199,9 @@ def test_a_trust_region_caps_the_distance_to_a_uniform_deployed_generation(
     sessions: sessionmaker[Session], logged: Path
 ) -> None:
     as_of, window = START + timedelta(days=DAYS), timedelta(days=14)
-    free = retrain(sessions, logged, "default", RetrainOptions(as_of=as_of)).generation
-    capped = retrain(sessions, logged, "default", RetrainOptions(as_of=as_of, trust_region=0.05)).generation
+    fixed = {"gamma_schedule": "fixed", "floor_schedule": "policy"}  # the policy's gamma 100 and floor
+    free = retrain(sessions, logged, "default", RetrainOptions(as_of=as_of, **fixed)).generation
+    capped = retrain(sessions, logged, "default", RetrainOptions(as_of=as_of, trust_region=0.05, **fixed)).generation
     free_tv = mean_tv(sessions, logged, free.number, 0, as_of, window)
     capped_tv = mean_tv(sessions, logged, capped.number, 0, as_of, window)
     print(f"mean TV to uniform: gamma 100 {free_tv:.4f}, capped {capped_tv:.4f}")
@@ -199,13 +221,14 @@ def test_a_trust_region_caps_the_distance_to_a_uniform_deployed_generation(
 def test_a_trust_region_that_no_gamma_meets_keeps_the_smallest_distance(
     sessions: sessionmaker[Session], logged: Path
 ) -> None:
-    first = retrain(sessions, logged, "default", RetrainOptions(as_of=START + timedelta(days=DAYS))).generation
+    fixed = {"gamma_schedule": "fixed", "floor_schedule": "policy"}  # the policy's gamma 100 and floor
+    first = retrain(sessions, logged, "default", RetrainOptions(as_of=START + timedelta(days=DAYS), **fixed)).generation
     with sessions() as session, session.begin():
         registry.deploy_generation(session, "default", first.number, actor="test", reason="test")
     fill(sessions, logged, WORLD, start=START + timedelta(days=DAYS), days=2, per_day=1500, seed=2, prefix="g1-")
     as_of = START + timedelta(days=DAYS + 2)
     # Generation 1 is sharp (gamma 100) and the next oracle disagrees with it on some best actions.
-    second = retrain(sessions, logged, "default", RetrainOptions(as_of=as_of, trust_region=0.01)).generation
+    second = retrain(sessions, logged, "default", RetrainOptions(as_of=as_of, trust_region=0.01, **fixed)).generation
     trust = second.row_counts["trust_region"]
     measured = mean_tv(sessions, logged, second.number, first.number, as_of, timedelta(days=14))
     print(f"mean TV to generation 1: {trust['tv_before']:.4f} at gamma 100, {measured:.4f} at {trust['gamma']:.3g}")

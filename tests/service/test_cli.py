@@ -64,11 +64,16 @@ def test_errors_exit_non_zero_with_the_servers_message(server: LiveServer) -> No
 
 def test_policies_list_show_and_set(server: LiveServer) -> None:
     options = ["--exploration", "epsilon_greedy", "--param", "epsilon=0.2", "--floor", "0.02", "--reason", "new"]
+    options += ["--feature", "bin=hashed", "--feature", 'merchant_id={"treatment": "hashed", "buckets": 8}']
     changed = runner.invoke(
         app, ["policies", "set", "retry", *options, "--actor", "alice", "--url", server.url, "--api-key", API_KEY]
     )
     assert changed.exit_code == 0, changed.output
     assert json.loads(changed.stdout)["exploration_params"] == {"epsilon": 0.2}
+    assert json.loads(changed.stdout)["features"] == {
+        "bin": {"treatment": "hashed", "buckets": 64},
+        "merchant_id": {"treatment": "hashed", "buckets": 8},
+    }
     listed = runner.invoke(app, ["policies", "list", "--url", server.url])
     assert listed.exit_code == 0 and "retry" in listed.stdout and "epsilon_greedy" in listed.stdout
     shown = runner.invoke(app, ["policies", "show", "retry", "--url", server.url])

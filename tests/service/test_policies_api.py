@@ -99,12 +99,45 @@ def test_admin_is_disabled_when_the_server_has_no_key(settings: Settings) -> Non
         ({"oracle": "xgboost"}, "unknown oracle"),
         ({"floor": 1.5}, "floor"),
         ({"exploration_params": {"floor": 0.1}}, "'floor' field"),
+        ({"oracle_params": {"features": {"bin": "excluded"}}}, "'features' field"),
     ],
 )
 def test_bad_configuration_is_refused(server: LiveServer, body: dict, message: str) -> None:
     with server.client() as client:
         response = client.put("/v1/policies/default", json=body, headers=ADMIN)
     assert response.status_code == 422 and message in response.json()["message"]
+
+
+def test_a_policy_declares_how_its_context_keys_are_used(server: LiveServer) -> None:
+    declared = {"bin": "hashed", "merchant_id": "excluded", "mcc": {"treatment": "hashed", "buckets": 16}}
+    with server.client() as client:
+        created = client.put("/v1/policies/keys", json={"features": declared, "reason": "t"}, headers=ADMIN)
+        shown = client.get("/v1/policies/keys").json()
+        listed = {p["name"]: p for p in client.get("/v1/policies").json()}
+    canonical = {
+        "bin": {"treatment": "hashed", "buckets": 64},
+        "mcc": {"treatment": "hashed", "buckets": 16},
+        "merchant_id": "excluded",
+    }
+    assert created.status_code == 201 and created.json()["features"] == canonical
+    assert shown["features"] == canonical and listed["keys"]["features"] == canonical
+    assert listed["default"]["features"] == {}
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        ({"bin": "ordinal"}, "features.bin"),
+        ({"bin": {"treatment": "hashed", "buckets": 1}}, "buckets"),
+        ({"bin": {"treatment": "hashed", "buckets": 8, "salt": 1}}, "salt"),
+        ({"k" * 129: "numeric"}, "at most 128"),
+        ({f"k{i}": "numeric" for i in range(257)}, "at most 256"),
+    ],
+)
+def test_bad_declarations_are_refused(server: LiveServer, features: dict, message: str) -> None:
+    with server.client() as client:
+        response = client.put("/v1/policies/default", json={"features": features}, headers=ADMIN)
+    assert response.status_code == 422 and message in response.json()["message"], response.json()
 
 
 def test_a_policy_cannot_name_code_to_run(server: LiveServer, tmp_path: Path) -> None:

@@ -38,8 +38,11 @@ def test_retrain_prints_the_candidate_and_its_ope_report(environment: dict[str, 
     summary = json.loads(result.stdout)
     assert summary["generation"] == 1 and summary["status"] == "candidate"
     assert set(summary["ope_report"]["policies"]) == {"candidate", "candidate_greedy", "deployed", "uniform"}
+    importance = summary["ope_report"]["feature_importance"]
+    assert importance["method"] == "lightgbm_gain" and "issuer_country" in importance["context"]
     table = runner.invoke(app, ["retrain", "--as-of", as_of], env=environment)
     assert table.exit_code == 0 and "candidate generation 2" in table.stdout and "banditgate promote" in table.stdout
+    assert "feature importance (lightgbm_gain): " in table.stdout and "action id" in table.stdout
 
 
 @pytest.mark.parametrize(

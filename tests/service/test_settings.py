@@ -48,6 +48,16 @@ def test_bad_settings_are_refused(field: str, value: object, monkeypatch: pytest
         Settings(**{field: value})
 
 
+def test_a_policy_declares_its_context_keys_and_bad_declarations_fail_at_load() -> None:
+    spec = PolicySettings(features={"bin": "hashed", "merchant_id": "excluded"}).spec()
+    assert spec.features == {"bin": {"treatment": "hashed", "buckets": 64}, "merchant_id": "excluded"}
+    assert PolicySettings().spec().features == {}
+    with pytest.raises(ValidationError, match=r"features\['bin'\]: unknown treatment 'ordinal'"):
+        Settings(policies={"retry": {"features": {"bin": "ordinal"}}})
+    with pytest.raises(ValidationError, match="'features' field"):
+        Settings(policies={"retry": {"oracle_params": {"features": {}}}})
+
+
 def test_a_policy_rule_gets_its_own_defaults_and_bad_parameters_fail_at_load() -> None:
     assert PolicySettings().spec().exploration_params == {"gamma": 100.0}
     assert PolicySettings(exploration="epsilon_greedy").spec().exploration_params == {}

@@ -54,7 +54,7 @@ def make_oracle(kind: str, params: dict[str, Any] | None = None) -> RewardOracle
     ``{"estimator": "hist_gradient_boosting", "estimator_params": {"max_iter": 50}}``; nothing names a module.
 
     >>> make_oracle("sklearn", {"estimator": "ridge", "estimator_params": {"alpha": 2.0}}).hyperparameters()
-    {'estimator': 'ridge', 'estimator_params': {'alpha': 2.0}, 'encoding': 'onehot'}
+    {'estimator': 'ridge', 'estimator_params': {'alpha': 2.0}, 'encoding': 'onehot', 'features': {}}
     >>> make_oracle("sklearn", {"estimator": "os.system"})
     Traceback (most recent call last):
     ...

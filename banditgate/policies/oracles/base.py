@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
@@ -17,6 +18,62 @@ if TYPE_CHECKING:  # the registry validates oracle specs in every serving proces
     from banditgate.policies.oracles.features import FeatureSpace
 
 ARTIFACT_MAGIC = b"banditgate-oracle/1 "
+
+
+@dataclass(frozen=True)
+class FeatureImportance:
+    """Which inputs a fitted oracle relied on, normalised to sum to 1 over all of them.
+
+    Parameters
+    ----------
+    method
+        How it was measured (e.g. ``"lightgbm_gain"``), or None when the oracle has no honest measure.
+    context
+        Share of each context key (a key the model never used has 0; excluded keys are absent).
+    action_id
+        Share of the action id.
+    action_features
+        Share of each action feature.
+    reason
+        Why there is no measure (``method`` None), or what the measure means.
+    """
+
+    method: str | None
+    context: dict[str, float] = field(default_factory=dict)
+    action_id: float = 0.0
+    action_features: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+    @classmethod
+    def from_columns(cls, method: str, columns: Sequence[str], values: Sequence[float], reason: str) -> Self:
+        """Aggregate per-column importances of a :class:`FeatureSpace`'s columns (``c:key``, ``action_id``,
+        ``a:feature``) into shares per context key, action id and action feature."""
+        from banditgate.policies.oracles.features import ACTION_ID, ACTION_PREFIX, CONTEXT_PREFIX
+
+        total = float(np.sum(values))
+        shares = [float(v) / total if total > 0 else 0.0 for v in values]
+        context: dict[str, float] = {}
+        action: dict[str, float] = {}
+        action_id = 0.0
+        for column, share in zip(columns, shares, strict=True):
+            if column == ACTION_ID:
+                action_id += share
+            elif column.startswith(CONTEXT_PREFIX):
+                key = column[len(CONTEXT_PREFIX) :]
+                context[key] = context.get(key, 0.0) + share
+            elif column.startswith(ACTION_PREFIX):
+                key = column[len(ACTION_PREFIX) :]
+                action[key] = action.get(key, 0.0) + share
+        ranked = dict(sorted(context.items(), key=lambda item: (-item[1], item[0])))
+        return cls(method, ranked, action_id, dict(sorted(action.items())), reason)
+
+    @classmethod
+    def unavailable(cls, reason: str) -> Self:
+        """No measure, and why."""
+        return cls(None, reason=reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class RewardOracle(ABC):
@@ -57,6 +114,10 @@ class RewardOracle(ABC):
     @abstractmethod
     def predict_decision(self, context: Features, actions: Sequence[Action]) -> np.ndarray:
         """Expected reward of each candidate action of one decision, in the order given."""
+
+    def feature_importance(self) -> FeatureImportance:
+        """Which context keys, action features and the action id the fitted model relied on."""
+        return FeatureImportance.unavailable(f"the {self.kind} oracle has no measure of feature importance")
 
     @abstractmethod
     def hyperparameters(self) -> dict[str, Any]:

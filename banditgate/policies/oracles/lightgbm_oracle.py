@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from banditgate.policies.actions import Action, Features
-from banditgate.policies.oracles.base import RewardOracle, validate_training_input
+from banditgate.policies.oracles.base import FeatureImportance, RewardOracle, validate_training_input
+from banditgate.policies.oracles.features import FeatureSpace, features_to_json, parse_features
 from banditgate.policies.oracles.params import Param
 
 #: The hyper-parameters a configuration may set, with their types and ranges. Each is passed to LightGBM as one
@@ -77,6 +78,10 @@ class LightGBMOracle(RewardOracle):
     odds_multiplier
         Prior correction applied to every prediction: the odds ``p / (1 - p)`` are multiplied by it. Set by
         retraining when it balanced the classes, so that scores remain calibrated probabilities.
+    features
+        How each context key is used, ``{key: treatment}`` (see
+        :func:`~banditgate.policies.oracles.features.parse_features`); undeclared keys are treated
+        automatically. Retraining sets it from the policy's ``features``.
 
     Examples
     --------
@@ -105,6 +110,7 @@ class LightGBMOracle(RewardOracle):
         num_threads: int = 0,
         seed: int = 0,
         odds_multiplier: float = 1.0,
+        features: dict[str, Any] | None = None,
     ) -> None:
         self.num_boost_round = _checked("num_boost_round", num_boost_round)
         self.learning_rate = _checked("learning_rate", learning_rate)
@@ -114,6 +120,7 @@ class LightGBMOracle(RewardOracle):
         self.num_threads = _checked("num_threads", num_threads)
         self.seed = _checked("seed", seed)
         self.odds_multiplier = _checked("odds_multiplier", odds_multiplier)
+        self.features = features_to_json(parse_features(features))
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
@@ -125,17 +132,16 @@ class LightGBMOracle(RewardOracle):
             "num_threads": self.num_threads,
             "seed": self.seed,
             "odds_multiplier": self.odds_multiplier,
+            "features": dict(self.features),
         }
 
     def fit(self, frame: pd.DataFrame, rewards: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:
-        from banditgate.policies.oracles.features import FeatureSpace
-
         lgb = _lightgbm()
         rewards, sample_weight = validate_training_input(frame, rewards, sample_weight)
         objective = self.objective
         if objective == "auto":
             objective = "cross_entropy" if rewards.min() >= 0.0 and rewards.max() <= 1.0 else "regression"
-        self.space_ = FeatureSpace.fit(frame)
+        self.space_ = FeatureSpace.fit(frame, parse_features(self.features))
         matrix = self.space_.transform_frame(frame)
         params = {
             "objective": objective,
@@ -162,6 +168,14 @@ class LightGBMOracle(RewardOracle):
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
         self._check_fitted()
         return self._corrected(self.booster_.predict(self.space_.transform_frame(frame)))
+
+    def feature_importance(self) -> FeatureImportance:
+        """LightGBM's gain importance (the loss reduction of every split on a column), per input."""
+        self._check_fitted()
+        gains = self.booster_.feature_importance(importance_type="gain")
+        return FeatureImportance.from_columns(
+            "lightgbm_gain", self.space_.columns, gains.tolist(), "share of the training loss reduction of all splits"
+        )
 
     def predict_decision(self, context: Features, actions: Sequence[Action]) -> np.ndarray:
         return self.predict_matrix(self.space_.transform_decision(context, actions))
@@ -206,8 +220,6 @@ class LightGBMOracle(RewardOracle):
 
     @classmethod
     def _from_payload(cls, payload: bytes) -> Self:
-        from banditgate.policies.oracles.features import FeatureSpace
-
         data = json.loads(payload)
         oracle = cls(**data["hyperparameters"])
         oracle.space_ = FeatureSpace.from_dict(data["space"])

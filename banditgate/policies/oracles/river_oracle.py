@@ -11,7 +11,15 @@ import numpy as np
 
 from banditgate.policies.actions import Action, Features, Scalar
 from banditgate.policies.oracles.base import RewardOracle, validate_training_input
-from banditgate.policies.oracles.features import ACTION_ID, FeatureSpace, category_key, decision_row
+from banditgate.policies.oracles.features import (
+    ACTION_ID,
+    FeatureSpace,
+    bucket,
+    category_key,
+    decision_row,
+    features_to_json,
+    parse_features,
+)
 from banditgate.policies.oracles.params import ModelSpec, Param, lookup
 
 if TYPE_CHECKING:
@@ -50,7 +58,10 @@ class RiverOracle(RewardOracle):
     magnitude, and a running scaler would zero out indicators, which are constant whenever present), each
     categorical value as an indicator ``"name=value"``, and the action id crossed with every context
     feature so a linear model can learn that the best action differs by segment. Unseen categories simply
-    have no weight yet.
+    have no weight yet. The policy's declaration of its context keys is honoured like the other oracles': an
+    excluded key is skipped, a hashed one becomes the indicator of its bucket, a numeric one is a number (a
+    string there is missing), a categorical one an indicator even for numbers, and a category folded into
+    the "other" code (rare in a high-cardinality key) the indicator ``"name=<other>"``.
 
     The model learns one example at a time while a generation is trained, but a registered generation's model
     is fixed: it does not keep learning from rewards between generations. A decision must be reproducible from
@@ -68,6 +79,10 @@ class RiverOracle(RewardOracle):
     model_params
         Its parameters, e.g. ``{"learning_rate": 0.05, "l2": 0.001}`` (``learning_rate`` is the SGD
         optimizer's).
+    features
+        How each context key is used, ``{key: treatment}`` (see
+        :func:`~banditgate.policies.oracles.features.parse_features`). Retraining sets it from the policy's
+        ``features``.
 
     Examples
     --------
@@ -90,13 +105,19 @@ class RiverOracle(RewardOracle):
     kind = "river"
     libraries = ("river", "pandas", "banditgate.policies.oracles.features")
 
-    def __init__(self, model: str = "logistic_regression", model_params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: str = "logistic_regression",
+        model_params: dict[str, Any] | None = None,
+        features: dict[str, Any] | None = None,
+    ) -> None:
         self._spec = lookup(MODELS, model, "model")
         self.model = self._spec.name
         self.model_params = self._spec.validate(model_params)
+        self.features = features_to_json(parse_features(features))
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"model": self.model, "model_params": dict(self.model_params)}
+        return {"model": self.model, "model_params": dict(self.model_params), "features": dict(self.features)}
 
     def _build(self) -> Any:
         from river import optim
@@ -107,7 +128,7 @@ class RiverOracle(RewardOracle):
 
     def fit(self, frame: pd.DataFrame, rewards: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:
         rewards, sample_weight = validate_training_input(frame, rewards, sample_weight)
-        self.space_ = FeatureSpace.fit(frame)
+        self._set_space(FeatureSpace.fit(frame, parse_features(self.features)))
         self.model_ = self._build()
         if self._spec.classifier and not np.all(np.isin(rewards, (0.0, 1.0))):
             raise ValueError("a classifier oracle needs rewards in {0, 1}; use a regressor for other rewards")
@@ -122,20 +143,38 @@ class RiverOracle(RewardOracle):
         target: Any = reward >= 0.5 if self._spec.classifier else reward
         self.model_.learn_one(self._features(row), target)
 
+    def _set_space(self, space: FeatureSpace) -> None:
+        self.space_ = space
+        declared = parse_features(space.features)
+        # Excluded context keys are skipped; a key unseen in training is encoded as it comes (it has no weight).
+        self._excluded = {f"c:{key}" for key, t in declared.items() if t.treatment == "excluded"}
+        self._numeric = {f"c:{key}" for key, t in declared.items() if t.treatment == "numeric"}
+        self._vocabularies = {c: set(space.categorical[c]) for c in space.other}
+
     def _features(self, row: dict[str, Scalar]) -> dict[str, float]:
         action = category_key(row.get(ACTION_ID)) or ""
         x: dict[str, float] = {f"{ACTION_ID}={action}": 1.0}
+        space = self.space_
         for name, value in row.items():
             if name == ACTION_ID or value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
-            if name in self.space_.categorical or isinstance(value, str):
-                key = f"{name}={category_key(value)}"
-                x[key] = 1.0
-                x[f"{action}*{key}"] = 1.0
+            if name in self._excluded:
+                continue
+            if name in space.hashed:
+                key = f"{name}=#{bucket(category_key(value) or '', space.hashed[name])}"
+            elif name in space.categorical or (isinstance(value, str) and name not in self._numeric):
+                category = category_key(value)
+                vocabulary = self._vocabularies.get(name)
+                key = f"{name}={category if vocabulary is None or category in vocabulary else '<other>'}"
+            elif isinstance(value, str):  # a string where a number is declared: missing
+                continue
             else:
                 squashed = math.copysign(math.log1p(abs(float(value))), float(value))
                 x[name] = squashed
                 x[f"{action}*{name}"] = squashed
+                continue
+            x[key] = 1.0
+            x[f"{action}*{key}"] = 1.0
         return x
 
     def _predict_row(self, row: dict[str, Scalar]) -> float:
@@ -171,10 +210,10 @@ class RiverOracle(RewardOracle):
         data = joblib.load(io.BytesIO(payload))
         if "fitted" not in data:  # written before models were named: the fitted model alone
             data = {**data, **_named(data["model"]), "fitted": data["model"]}
-        oracle = cls(data["model"], data["model_params"])
+        oracle = cls(data["model"], data["model_params"], data.get("features"))
         if type(data["fitted"]) is not oracle._spec.model_class():
             raise ValueError(f"artifact holds a {type(data['fitted']).__name__}, not the {oracle.model} it names")
-        oracle.space_ = FeatureSpace.from_dict(data["space"])
+        oracle._set_space(FeatureSpace.from_dict(data["space"]))
         oracle.model_ = data["fitted"]
         return oracle
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from banditgate.policies.actions import Action, Features
-from banditgate.policies.oracles.base import RewardOracle, validate_training_input
-from banditgate.policies.oracles.features import ACTION_ID, FeatureSpace
+from banditgate.policies.oracles.base import FeatureImportance, RewardOracle, validate_training_input
+from banditgate.policies.oracles.features import ACTION_ID, FeatureSpace, features_to_json, parse_features
 from banditgate.policies.oracles.params import ModelSpec, Param, lookup
 
 if TYPE_CHECKING:
@@ -121,6 +121,10 @@ class SklearnOracle(RewardOracle):
         Parameters of the estimator, among those declared for it (e.g. ``{"alpha": 2.0}`` for ``"ridge"``).
     encoding
         ``"onehot"`` (default) or ``"ordinal"``.
+    features
+        How each context key is used, ``{key: treatment}`` (see
+        :func:`~banditgate.policies.oracles.features.parse_features`); a hashed key is one-hot encoded over
+        its buckets. Retraining sets it from the policy's ``features``.
 
     Examples
     --------
@@ -148,6 +152,7 @@ class SklearnOracle(RewardOracle):
         estimator: str = "logistic_regression",
         estimator_params: dict[str, Any] | None = None,
         encoding: str = "onehot",
+        features: dict[str, Any] | None = None,
     ) -> None:
         if encoding not in ("onehot", "ordinal"):
             raise ValueError(f"encoding must be 'onehot' or 'ordinal', got {encoding!r}")
@@ -155,14 +160,20 @@ class SklearnOracle(RewardOracle):
         self.estimator = self._spec.name
         self.estimator_params = self._spec.validate(estimator_params)
         self.encoding = encoding
+        self.features = features_to_json(parse_features(features))
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"estimator": self.estimator, "estimator_params": dict(self.estimator_params), "encoding": self.encoding}
+        return {
+            "estimator": self.estimator,
+            "estimator_params": dict(self.estimator_params),
+            "encoding": self.encoding,
+            "features": dict(self.features),
+        }
 
     def fit(self, frame: pd.DataFrame, rewards: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:
         rewards, sample_weight = validate_training_input(frame, rewards, sample_weight)
         estimator = self._spec.model_class()(**self.estimator_params)
-        self.space_ = FeatureSpace.fit(frame)
+        self.space_ = FeatureSpace.fit(frame, parse_features(self.features))
         matrix = self._encode(self.space_.transform_frame(frame))
         target: np.ndarray = rewards
         if self._spec.classifier:
@@ -178,11 +189,11 @@ class SklearnOracle(RewardOracle):
             return matrix
         blocks, action_block = [], None
         for j, column in enumerate(self.space_.columns):
-            vocabulary = self.space_.categorical.get(column)
-            if vocabulary is None:
+            codes = self.space_.cardinality(column)
+            if codes is None:
                 blocks.append(np.nan_to_num(matrix[:, j : j + 1], nan=0.0))
             else:
-                onehot = (matrix[:, j : j + 1] == np.arange(len(vocabulary))[None, :]).astype(np.float64)
+                onehot = (matrix[:, j : j + 1] == np.arange(codes)[None, :]).astype(np.float64)
                 if column == ACTION_ID:
                     action_block = onehot
                 else:
@@ -193,6 +204,37 @@ class SklearnOracle(RewardOracle):
         # Cross every feature with the action so that a linear model can prefer different actions per segment.
         crossed = (action_block[:, :, None] * base[:, None, :]).reshape(len(matrix), -1)
         return np.hstack([action_block, base, crossed])
+
+    def _encoded_columns(self) -> list[str]:
+        """The space column each column of :meth:`_encode`'s output comes from (a feature crossed with the action
+        counts for the feature: that is how the feature is used)."""
+        if self.encoding == "ordinal":
+            return list(self.space_.columns)
+        base: list[str] = []
+        for column in self.space_.columns:
+            if column != ACTION_ID:
+                base += [column] * (self.space_.cardinality(column) or 1)
+        if ACTION_ID not in self.space_.categorical:
+            return base
+        actions = self.space_.cardinality(ACTION_ID) or 0
+        return [ACTION_ID] * actions + base + base * actions
+
+    def feature_importance(self) -> FeatureImportance:
+        """The impurity importance of a random forest, per input; no measure for the other estimators.
+
+        Linear coefficients over one-hot, action-crossed columns of different scales, and histogram boosting
+        (which exposes no importance), would give numbers that look like importances without being ones.
+        """
+        self._check_fitted()
+        importances = getattr(self.estimator_, "feature_importances_", None)
+        if importances is None:
+            return FeatureImportance.unavailable(
+                f"{self.estimator} has no built-in importance (only the random forests do); none is reported "
+                "rather than coefficients over one-hot, action-crossed columns"
+            )
+        return FeatureImportance.from_columns(
+            "impurity", self._encoded_columns(), list(importances), "mean decrease in impurity of the forest's splits"
+        )
 
     def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         encoded = self._encode(matrix)
@@ -226,7 +268,7 @@ class SklearnOracle(RewardOracle):
         data = joblib.load(io.BytesIO(payload))
         if "model" not in data:  # written before estimators were named: the fitted estimator alone
             data = {**data, **_named(data["estimator"]), "model": data["estimator"]}
-        oracle = cls(data["estimator"], data["estimator_params"], data["encoding"])
+        oracle = cls(data["estimator"], data["estimator_params"], data["encoding"], data.get("features"))
         if type(data["model"]) is not oracle._spec.model_class():
             raise ValueError(f"artifact holds a {type(data['model']).__name__}, not the {oracle.estimator} it names")
         oracle.space_ = FeatureSpace.from_dict(data["space"])

@@ -226,6 +226,27 @@ def _print_exploration(console: Console, choice: dict[str, Any] | None) -> None:
     console.print(table)
 
 
+#: Context keys shown by name in the importance line (the rest are summed).
+SHOWN_KEYS = 8
+
+
+def _print_importance(console: Console, importance: dict[str, Any] | None) -> None:
+    """One line: the context keys the candidate relied on most, the action id and the action features."""
+    if importance is None:
+        return
+    if importance["method"] is None:
+        console.print(f"feature importance: none ({importance['reason']})")
+        return
+    ranked = list(importance["context"].items())
+    parts = [f"{key} {share:.1%}" for key, share in ranked[:SHOWN_KEYS]]
+    if len(ranked) > SHOWN_KEYS:
+        parts.append(f"{len(ranked) - SHOWN_KEYS} other keys {sum(s for _, s in ranked[SHOWN_KEYS:]):.1%}")
+    parts.append(f"action id {importance['action_id']:.1%}")
+    if importance["action_features"]:
+        parts.append(f"action features {sum(importance['action_features'].values()):.1%}")
+    console.print(f"feature importance ({importance['method']}): " + ", ".join(parts), highlight=False)
+
+
 def _report(result: RetrainResult, json_output: bool) -> None:
     generation = result.generation
     summary: dict[str, Any] = {
@@ -265,6 +286,7 @@ def _report(result: RetrainResult, json_output: bool) -> None:
         table.add_row(name, *cells, f"{estimates['ips']['ess']:,.0f}")
     console.print(table)
     _print_exploration(console, result.ope_report.get("exploration"))
+    _print_importance(console, result.ope_report.get("feature_importance"))
     trust = generation.row_counts.get("trust_region")
     if trust is not None:
         console.print(
