@@ -542,9 +542,10 @@ def run_all(
     jobs: int,
     done: Callable[[Run], None],
 ) -> list[Run]:
-    """Every learner on every stream, ``jobs`` processes at a time (the longest runs first)."""
+    """Every learner on every stream, ``jobs`` processes at a time: stream by stream (so that an interrupted run
+    leaves complete streams), the longest learners first within a stream."""
     order = {n: i for i, n in enumerate((*BANDITGATE_LEARNERS, *VW_LEARNERS, *COMPUTED))}
-    tasks = sorted(((n, s) for s in streams for n in learners), key=lambda task: order[task[0]])
+    tasks = [(n, s) for s in streams for n in sorted(learners, key=order.__getitem__)]
     runs = []
     if jobs == 1:
         for n, s in tasks:
@@ -572,7 +573,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--quick", action="store_true", help="seed 21, none and concept, 10 days x 1,000, from day 4")
     parser.add_argument("--name", default=None, help="results name (default: learning, or learning_quick)")
+    parser.add_argument("--summarise", metavar="NAME", help="only summarise benchmarks/results/NAME.json again")
     args = parser.parse_args(argv)
+    if args.summarise:
+        return resummarise(args.summarise)
     if args.quick:
         args.seeds, args.scenarios, args.days, args.per_day, args.first_day = "21", "none,concept", 10, 1000, 4
     try:
@@ -592,7 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("vowpalwabbit is not installed (pip install -e '.[bench]'): skipping " + ", ".join(VW_LEARNERS))
         learners = [n for n in learners if n not in VW_LEARNERS]
     name = args.name or ("learning_quick" if args.quick else "learning")
-    streams = [Stream(sc, seed, args.days, args.per_day) for sc in scenarios for seed in seeds]
+    streams = [Stream(sc, seed, args.days, args.per_day) for seed in seeds for sc in scenarios]
     meta = {
         "benchmark": "learning",
         **environment({"vowpalwabbit": _vw_version()} if vw_available() else None),
@@ -611,60 +615,90 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     finished: list[Run] = []
     runs = run_all(learners, streams, settings, args.jobs, done)
-    report = summarise(runs, learners, scenarios, seeds, args.first_day, last)
-    write_results(name, {**meta, "summary": report, "runs": [asdict(r) for r in runs]})
-    title = f"mean over {len(seeds)} seed(s) x {len(scenarios)} scenario(s)"
-    plot(runs, args.first_day, RESULTS_DIR / f"{name}.png", title)
+    finish(name, meta, runs, args.first_day, last)
     return 0
 
 
-def summarise(
-    runs: Sequence[Run], learners: Sequence[str], scenarios: Sequence[str], seeds: Sequence[int], first: int, last: int
-) -> dict[str, Any]:
-    """Print the tables and return them as JSON-friendly data."""
+def finish(name: str, meta: dict[str, Any], runs: Sequence[Run], first: int, last: int) -> None:
+    """Print the tables, write the results with their summary and the plot."""
+    report = summarise(runs, first, last)
+    write_results(name, {**meta, "summary": report, "runs": [asdict(r) for r in runs]})
+    streams = sum(len(seeds) for seeds in report["seeds"].values())
+    complete = [r for r in runs if r.seed in report["seeds"].get(r.scenario, ())]
+    plot(complete, first, RESULTS_DIR / f"{name}.png", f"mean over {streams} streams (scenario x seed)")
+
+
+def resummarise(name: str) -> int:
+    """Tables, summary and plot again from ``benchmarks/results/<name>.json`` (e.g. of an interrupted run)."""
+    saved = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+    runs = [Run(**r) for r in saved.pop("runs")]
+    saved.pop("summary", None)
+    saved.pop("partial", None)
+    finish(name, saved, runs, *saved["scored_days"])
+    return 0
+
+
+def summarise(runs: Sequence[Run], first: int, last: int) -> dict[str, Any]:
+    """Print the tables and return them as JSON-friendly data.
+
+    Only complete streams count (every learner of the runs on that scenario and seed), so the runs of an
+    interrupted benchmark can be summarised too; a scenario's mean is over its complete seeds.
+    """
     by = {(r.learner, r.scenario, r.seed): r for r in runs}
+    learners = [n for n in LEARNERS if any(r.learner == n for r in runs)]
+    scenarios = [sc for sc in SCENARIOS if any(r.scenario == sc for r in runs)]
+    seeds: dict[str, list[int]] = {
+        sc: sorted(seed for seed in {r.seed for r in runs} if all((n, sc, seed) in by for n in learners))
+        for sc in scenarios
+    }
+    scenarios = [sc for sc in scenarios if seeds[sc]]
     for scenario in scenarios:
-        for seed in seeds:
-            digests = {by[(n, scenario, seed)].stream_sha256 for n in learners}
-            if len(digests) != 1:
+        for seed in seeds[scenario]:
+            if len({by[(n, scenario, seed)].stream_sha256 for n in learners}) != 1:
                 raise AssertionError(f"{scenario} seed {seed}: the learners were not given the same stream")
-    report: dict[str, Any] = {"mean": {}, "per_seed": {}, "ratio_to_vw": {}, "seconds": {}}
+    report: dict[str, Any] = {"seeds": seeds, "mean": {}, "per_seed": {}, "ratio_to_vw": {}, "seconds": {}}
     rows = []
     for n in learners:
         cells = []
         for scenario in scenarios:
-            fraction = gain_fraction([by[(n, scenario, s)] for s in seeds], first, last)
+            fraction = gain_fraction([by[(n, scenario, seed)] for seed in seeds[scenario]], first, last)
             report["mean"].setdefault(n, {})[scenario] = asdict(fraction)
             cells.append(str(fraction))
         rows.append([n, *cells])
-    print(f"\nfraction of the achievable gain, days {first}-{last}, mean over seeds {seeds} [95% interval]")
+    counts = ", ".join(f"{sc} {len(seeds[sc])}" for sc in scenarios)
+    print(f"\nfraction of the achievable gain, days {first}-{last}, mean over seeds ({counts}) [95% interval]")
     print(table(["learner", *scenarios], rows))
-    rows = []
-    for n in learners:
-        for seed in seeds:
-            cells = []
-            for scenario in scenarios:
-                fraction = gain_fraction([by[(n, scenario, seed)]], first, last)
-                report["per_seed"].setdefault(n, {}).setdefault(scenario, {})[str(seed)] = asdict(fraction)
-                cells.append(str(fraction))
-            rows.append([f"{n} {seed}", *cells])
+
+    def per_seed(n: str, scenario: str, seed: int) -> str:
+        if seed not in seeds[scenario]:
+            return "-"
+        fraction = gain_fraction([by[(n, scenario, seed)]], first, last)
+        report["per_seed"].setdefault(n, {}).setdefault(scenario, {})[str(seed)] = asdict(fraction)
+        return str(fraction)
+
+    all_seeds = sorted({seed for sc in scenarios for seed in seeds[sc]})
+    rows = [[f"{n} {seed}", *(per_seed(n, sc, seed) for sc in scenarios)] for n in learners for seed in all_seeds]
     print("\nper seed")
     print(table(["learner seed", *scenarios], rows))
     vw = [n for n in VW_LEARNERS if n in learners]
     ours = [n for n in BANDITGATE_LEARNERS if n in learners]
+
+    def ratio(n: str, v: str, scenario: str, seed: int) -> str:
+        if seed not in seeds[scenario]:
+            return "-"
+        a = gain_fraction([by[(n, scenario, seed)]], first, last).value
+        b = gain_fraction([by[(v, scenario, seed)]], first, last).value
+        value = a / b if b > 0 else math.nan
+        report["ratio_to_vw"].setdefault(f"{n}/{v}", {}).setdefault(scenario, {})[str(seed)] = value
+        return f"{value:.2f}"
+
     if vw and ours:
-        rows = []
-        for n in ours:
-            for v in vw:
-                for seed in seeds:
-                    cells = []
-                    for scenario in scenarios:
-                        a = gain_fraction([by[(n, scenario, seed)]], first, last).value
-                        b = gain_fraction([by[(v, scenario, seed)]], first, last).value
-                        ratio = a / b if b > 0 else math.nan
-                        report["ratio_to_vw"].setdefault(f"{n}/{v}", {}).setdefault(scenario, {})[str(seed)] = ratio
-                        cells.append(f"{ratio:.2f}")
-                    rows.append([f"{n}/{v} {seed}", *cells])
+        rows = [
+            [f"{n}/{v} {seed}", *(ratio(n, v, sc, seed) for sc in scenarios)]
+            for n in ours
+            for v in vw
+            for seed in all_seeds
+        ]
         print("\nratio of fractions of the gain (banditgate learner / VW)")
         print(table(["ratio seed", *scenarios], rows))
     for n in learners:

@@ -5,6 +5,7 @@ values are typed by the field they set."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from benchmarks.learning import (
     gain_fraction,
     parse_setting,
     run_learner,
+    summarise,
     vw_available,
 )
 
@@ -81,3 +83,15 @@ def test_settings_are_typed_by_the_field_they_set():
     for bad in ("floor=1", "vw-online:policy.floor=1", "retrain.as_of=2026-01-01", "policy.floor"):
         with pytest.raises(ValueError):
             parse_setting(bad)
+
+
+def test_summary_counts_complete_streams_and_refuses_different_streams(runs):
+    report = summarise(list(runs.values()), 1, 3)
+    assert report["seeds"] == {"none": [21]}
+    assert report["mean"]["uniform"]["none"]["value"] == pytest.approx(0.0, abs=1e-12)
+    assert report["mean"]["best"]["none"]["value"] == pytest.approx(1.0)
+    if vw_available():
+        assert set(report["ratio_to_vw"]) == {"banditgate/vw-online", "banditgate/vw-daily"}
+    tampered = replace(runs["banditgate"], stream_sha256="0" * 64)
+    with pytest.raises(AssertionError, match="same stream"):
+        summarise([*(r for n, r in runs.items() if n != "banditgate"), tampered], 1, 3)
