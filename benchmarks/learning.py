@@ -510,12 +510,16 @@ def plot(runs: Sequence[Run], first: int, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(9, 5))
-    for learner in dict.fromkeys(r.learner for r in runs):
+    for learner in [n for n in LEARNERS if any(r.learner == n for r in runs)]:
         curves = np.array([daily_fraction(r) for r in runs if r.learner == learner])
-        axes.plot(np.arange(1, curves.shape[1] + 1), curves.mean(axis=0), label=learner, marker=".")
+        days = np.arange(1, curves.shape[1] + 1)
+        if learner in COMPUTED:
+            axes.plot(days, curves.mean(axis=0), color="grey", linestyle="--", linewidth=1)
+        else:
+            axes.plot(days, curves.mean(axis=0), label=learner, marker=".")
     axes.axvline(first - 0.5, color="grey", linestyle=":", linewidth=1)
     axes.set_xlabel("day")
-    axes.set_ylabel("fraction of the achievable gain (best - uniform)")
+    axes.set_ylabel("fraction of the achievable gain (uniform 0, best 1)")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
