@@ -119,7 +119,7 @@ class Stream:
 class Run:
     """One learner on one stream: per day, the decisions and the sums of the true expected authorisation of what
     it served, of uniform random and of the best action; a fingerprint of the transactions and outcome noise it
-    was given; the wall time and learner-specific notes (e.g. the gamma of each generation)."""
+    was given; the wall and CPU time (of its process) and learner-specific notes (e.g. each generation's gamma)."""
 
     learner: str
     scenario: str
@@ -130,6 +130,7 @@ class Run:
     best: list[float] = field(default_factory=list)
     stream_sha256: str = ""
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     notes: list[dict[str, Any]] = field(default_factory=list)
     configuration: dict[str, Any] = field(default_factory=dict)
 
@@ -439,7 +440,7 @@ def _vw_version() -> str:
 
 def run_learner(name: str, stream: Stream, settings: Sequence[Setting] = ()) -> Run:
     """Serve the stream with one learner, day by day, and score what it served against the world's truth."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     world = stream.world()
     run = Run(name, stream.scenario, stream.seed)
     learner = make_learner(name, stream, settings, run)
@@ -462,7 +463,7 @@ def run_learner(name: str, stream: Stream, settings: Sequence[Setting] = ()) -> 
     finally:
         learner.close()
     run.stream_sha256 = digest.hexdigest()
-    run.seconds = time.perf_counter() - started
+    run.seconds, run.cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     return run
 
 
@@ -613,7 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
 
     def done(run: Run) -> None:
-        print(f"  {run.learner} {run.scenario} seed {run.seed}: {run.seconds:.0f} s", flush=True)
+        timing = f"{run.seconds:.0f} s ({run.cpu_seconds:.0f} s CPU)"
+        print(f"  {run.learner} {run.scenario} seed {run.seed}: {timing}", flush=True)
         finished.append(run)
         write_results(name, {**meta, "partial": True, "runs": [asdict(r) for r in finished]})
 
@@ -706,9 +708,14 @@ def summarise(runs: Sequence[Run], first: int, last: int) -> dict[str, Any]:
         print("\nratio of fractions of the gain (banditgate learner / VW)")
         print(table(["ratio seed", *scenarios], rows))
     for n in learners:
-        times = [r.seconds for r in runs if r.learner == n]
-        report["seconds"][n] = {"mean": float(np.mean(times)), "max": float(np.max(times))}
-    print("\nseconds per run: " + ", ".join(f"{n} {v['mean']:.0f}" for n, v in report["seconds"].items()))
+        mine = [r for r in runs if r.learner == n]
+        report["seconds"][n] = {
+            "mean": float(np.mean([r.seconds for r in mine])),
+            "max": float(np.max([r.seconds for r in mine])),
+            "mean_cpu": float(np.mean([r.cpu_seconds for r in mine])),  # 0 in results saved before it was measured
+        }
+    times = (f"{n} {v['mean']:.0f} ({v['mean_cpu']:.0f} CPU)" for n, v in report["seconds"].items())
+    print("\nmean seconds per run, wall (CPU): " + ", ".join(times))
     return report
 
 
