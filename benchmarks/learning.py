@@ -523,7 +523,8 @@ def plot(runs: Sequence[Run], first: int, path: Path, title: str) -> None:
     axes.set_ylabel("fraction of the achievable gain (uniform 0, best 1)")
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend()
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -546,11 +547,14 @@ def run_all(
     settings: Sequence[Setting],
     jobs: int,
     done: Callable[[Run], None],
+    skip: Iterable[tuple[str, str, int]] = (),
 ) -> list[Run]:
     """Every learner on every stream, ``jobs`` processes at a time: stream by stream (so that an interrupted run
     leaves complete streams), the longest learners first within a stream."""
     order = {n: i for i, n in enumerate((*BANDITGATE_LEARNERS, *VW_LEARNERS, *COMPUTED))}
+    skipped = set(skip)
     tasks = [(n, s) for s in streams for n in sorted(learners, key=order.__getitem__)]
+    tasks = [(n, s) for n, s in tasks if (n, s.scenario, s.seed) not in skipped]
     runs = []
     if jobs == 1:
         for n, s in tasks:
@@ -578,6 +582,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--quick", action="store_true", help="seed 21, none and concept, 10 days x 1,000, from day 4")
     parser.add_argument("--name", default=None, help="results name (default: learning, or learning_quick)")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the runs already in the results file (same days, volume, --set)"
+    )
     parser.add_argument("--summarise", metavar="NAME", help="only summarise benchmarks/results/NAME.json again")
     args = parser.parse_args(argv)
     if args.summarise:
@@ -613,15 +620,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "vw_arguments": VW_ARGUMENTS,
     }
 
+    finished: list[Run] = []
+    path = RESULTS_DIR / f"{name}.json"
+    if args.resume and path.exists():
+        saved = json.loads(path.read_text())
+        same = [saved.get(k) == meta[k] for k in ("days", "per_day", "settings")]
+        if not all(same):
+            parser.error(f"--resume: {path} was run with other days, volume or --set")
+        wanted = {(n, st.scenario, st.seed) for n in learners for st in streams}
+        finished = [Run(**r) for r in saved["runs"] if (r["learner"], r["scenario"], r["seed"]) in wanted]
+        print(f"resuming: {len(finished)} runs kept from {path}")
+    kept = list(finished)
+
     def done(run: Run) -> None:
         timing = f"{run.seconds:.0f} s ({run.cpu_seconds:.0f} s CPU)"
         print(f"  {run.learner} {run.scenario} seed {run.seed}: {timing}", flush=True)
         finished.append(run)
         write_results(name, {**meta, "partial": True, "runs": [asdict(r) for r in finished]})
 
-    finished: list[Run] = []
-    runs = run_all(learners, streams, settings, args.jobs, done)
-    finish(name, meta, runs, args.first_day, last)
+    runs = run_all(learners, streams, settings, args.jobs, done, skip=[(r.learner, r.scenario, r.seed) for r in kept])
+    finish(name, meta, kept + runs, args.first_day, last)
     return 0
 
 
