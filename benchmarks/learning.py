@@ -45,10 +45,12 @@ field of the policy spec (``policy.floor=0.02``, ``policy.exploration_params.gam
 field of ``RetrainOptions`` (``retrain.gamma_schedule=sqrt``, ``retrain.window=7d``); ``learner:key=value`` sets it
 for one learner only (``softmax:policy.exploration_params.temperature=0.005``). The JSON records the settings.
 
-Time on this machine (2 cores, shared; 2026-12-06): a banditgate run of 30 days x 2,000 decisions takes
-about 4-5 minutes (30 retrainings and promotions; about 0.4 ms per decision), a VW run about 30 s, the River
-oracle about 10 minutes. The full matrix (5 scenarios x 3 seeds, banditgate and both VW learners) is about an
-hour and a quarter on one core: ``--jobs 2`` halves it on an idle machine.
+Time on this machine (2 cores, 2026-12-06, shared with other jobs: load average 10-13): a banditgate run of
+30 days x 2,000 decisions takes about 2 minutes of CPU (most of it in its 29 retrainings on up to 22,400
+rows, 10-50 s each in wall time) and took 13.5 minutes of wall time; a VW run about 20 s
+of CPU (0.2-0.4 ms per decision), 2 minutes of wall time. The full matrix (5 scenarios x 3 seeds; banditgate
+and both VW learners) is about 40 minutes of CPU: ``--jobs 2`` on an idle machine runs it in about 20.
+``--resume`` continues an interrupted run; ``--summarise NAME`` prints a saved run's tables again.
 
 Run: ``python benchmarks/learning.py [--learners banditgate,vw-online] [--scenarios none,concept] [--seeds 21]
 [--days 30 --per-day 2000 --first-day 8] [--set retrain.gamma_schedule=sqrt] [--jobs 2] [--quick]``; results in
