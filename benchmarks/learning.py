@@ -678,6 +678,7 @@ def summarise(runs: Sequence[Run], first: int, last: int) -> dict[str, Any]:
         for sc in scenarios
     }
     scenarios = [sc for sc in scenarios if seeds[sc]]
+    seeds = {sc: seeds[sc] for sc in scenarios}
     for scenario in scenarios:
         for seed in seeds[scenario]:
             if len({by[(n, scenario, seed)].stream_sha256 for n in learners}) != 1:
