@@ -36,7 +36,8 @@ class TrainingSet:
     the other arrays are aligned with it, ``chosen_index`` being the position of the chosen action in its
     decision's candidate set. ``actions`` (every candidate, with features) is kept only for the most recent
     rows asked for, by row number: evaluation needs it, training does not, and for a million decisions it
-    would cost gigabytes.
+    would cost gigabytes. Decisions that offered the same candidate set share its decoded objects: read them,
+    do not change them.
     """
 
     policy: str
@@ -94,6 +95,10 @@ class TrainingSet:
         """Indices of a time split: the first ``1 - fraction`` of rows for training, the rest held out."""
         cut = round(len(self) * (1.0 - fraction))
         return np.arange(cut), np.arange(cut, len(self))
+
+
+#: Distinct candidate-set documents remembered while reading (the memo starts over beyond that).
+_CANDIDATE_SETS = 10_000
 
 
 @contextmanager
@@ -154,6 +159,9 @@ def load_training_set(
     served_by: list[int] = []
     times: list[datetime] = []
     recent: deque[tuple[int, list[dict[str, Any]]]] = deque(maxlen=actions_for_last)
+    # Most decisions offer one of a few candidate sets: each distinct document is decoded once (with where each
+    # action id sits), which saves most of the read's JSON decoding.
+    candidate_sets: dict[str, tuple[list[dict[str, Any]], dict[str, int]]] = {}
     chosen: list[int] = []
     for batch in matured.window_decisions(session, policy, start, as_of, generations):
         total += len(batch)
@@ -166,8 +174,17 @@ def load_training_set(
             value = labels.get(decision_id)
             if value is None:
                 continue  # not matured: its reward has not been received by as-of
-            actions = orjson.loads(actions_json)
-            index = next(i for i, action in enumerate(actions) if action["id"] == action_id)
+            known = candidate_sets.get(actions_json)
+            if known is None:
+                if len(candidate_sets) >= _CANDIDATE_SETS:
+                    candidate_sets.clear()
+                actions = orjson.loads(actions_json)
+                positions: dict[str, int] = {}
+                for i, action in enumerate(actions):
+                    positions.setdefault(action["id"], i)
+                known = candidate_sets[actions_json] = (actions, positions)
+            actions, positions = known
+            index = positions[action_id]
             contexts.append(orjson.loads(context))
             action_ids.append(action_id)
             features.append(actions[index].get("features") or {})
