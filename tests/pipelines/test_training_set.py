@@ -1,17 +1,25 @@
-"""The training set's column-wise build and its batch context lookup give what a row-by-row build gives."""
+"""The training set's read, column-wise build and batch context lookup give what a row-by-row build gives."""
 
 from __future__ import annotations
 
 import gc
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from banditgate.pipelines.training_set import TrainingSet, _Columns, paused_gc
+from banditgate.ledger import matured, registry
+from banditgate.ledger.models import Decision, Reward
+from banditgate.pipelines import training_set
+from banditgate.pipelines.training_set import TrainingSet, _Columns, load_training_set, paused_gc
 from banditgate.policies.oracles.features import ACTION_ID, ACTION_PREFIX, CONTEXT_PREFIX
+from banditgate.simulator import PaymentWorld
+from tests.support.ledger_fill import fill
 
 # Two batches of (context, chosen action id, chosen action's features): runs of one key layout, keys in another
 # order, a None, keys that appear only later, a column mixing strings and numbers, an empty document.
@@ -72,7 +80,7 @@ def test_equal_strings_are_one_object() -> None:
     assert countries[0] is countries[1] is countries[2] and ids[0] is ids[1] is ids[2]
 
 
-def training_set(frame: pd.DataFrame) -> TrainingSet:
+def in_memory(frame: pd.DataFrame) -> TrainingSet:
     n = len(frame)
     return TrainingSet(
         policy="default",
@@ -92,7 +100,7 @@ def training_set(frame: pd.DataFrame) -> TrainingSet:
 
 
 def test_contexts_of_several_rows_equal_their_contexts_one_by_one() -> None:
-    logs = training_set(built(BATCHES))
+    logs = in_memory(built(BATCHES))
     rows = np.array([7, 0, 3, 5, 6, 4])
     batch = logs.contexts(rows)
     one_by_one = [logs.context(i) for i in rows]
@@ -117,3 +125,60 @@ def test_paused_gc_restores_the_collector() -> None:
         assert not gc.isenabled()  # a collector the caller had disabled stays disabled
     finally:
         gc.enable()
+
+
+def test_the_read_equals_a_decision_by_decision_reference(
+    sessions: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small batches and a small memo of candidate sets, so that batches, runs and the memo's restarts all happen.
+    monkeypatch.setattr(matured, "BATCH", 37)
+    monkeypatch.setattr(training_set, "_CANDIDATE_SETS", 3)
+    world = PaymentWorld("none", seed=5)
+    with sessions() as session, session.begin():
+        registry.put_policy(session, "default", registry.PolicySpec(), actor="test")
+    fill(sessions, tmp_path, world, start=world.epoch, days=1, per_day=300, seed=2)
+    as_of = world.epoch + timedelta(days=1)
+    with sessions() as session, session.begin():
+        ids = session.scalars(select(Decision.decision_id).order_by(Decision.decision_id)).all()
+        session.execute(delete(Reward).where(Reward.decision_id.in_(ids[::7])))  # not matured: left out
+        first = session.scalars(
+            select(Reward).where(Reward.decision_id == ids[1], Reward.kind == "authorisation")
+        ).one()
+        session.add(  # a later revision received before as-of wins
+            Reward(
+                decision_id=ids[1],
+                kind=first.kind,
+                value=1.0 - first.value,
+                revision=first.revision + 1,
+                observed_at=first.observed_at,
+                received_at=first.received_at,
+            )
+        )
+    with sessions() as session:
+        logs = load_training_set(session, "default", as_of, timedelta(days=2), actions_for_last=50)
+        decisions = session.scalars(
+            select(Decision).where(Decision.decided_at < as_of).order_by(Decision.decided_at, Decision.decision_id)
+        ).all()
+        labels = {}
+        for reward in session.scalars(
+            select(Reward).where(Reward.kind == "authorisation", Reward.received_at <= as_of).order_by(Reward.revision)
+        ):
+            labels[reward.decision_id] = reward.value
+    expected = [d for d in decisions if d.decision_id in labels]
+    assert 0 < len(expected) < len(decisions) == logs.decisions_in_window
+    assert logs.rewards[logs.decision_ids.index(ids[1])] == 1.0 - first.value
+    assert logs.decision_ids == [d.decision_id for d in expected]
+    assert logs.rewards.tolist() == [labels[d.decision_id] for d in expected]
+    assert logs.propensities.tolist() == [d.propensity for d in expected]
+    assert list(logs.decided_at) == [d.decided_at for d in expected]
+    chosen = [next(i for i, a in enumerate(d.actions) if a["id"] == d.action_id) for d in expected]
+    assert logs.chosen_index.tolist() == chosen
+    assert logs.contexts(range(len(expected))) == [d.context for d in expected]
+    features = [d.actions[i].get("features") or {} for d, i in zip(expected, chosen, strict=True)]
+    for name in logs.frame.columns:
+        if name.startswith(ACTION_PREFIX):
+            key = name[len(ACTION_PREFIX) :]
+            assert logs.frame[name].tolist() == [f.get(key) for f in features], name
+    assert logs.frame[ACTION_ID].tolist() == [d.action_id for d in expected]
+    assert sorted(logs.actions) == list(range(len(expected) - 50, len(expected)))
+    assert [logs.actions[i] for i in sorted(logs.actions)] == [d.actions for d in expected[-50:]]
