@@ -26,16 +26,18 @@ What is measured
     the feedback loop behind the oscillation effect hardly exists (``--gamma 100`` runs that setting).
 
 Oscillation
-    Over all generations, each change of the expected reward (and of the lift) between consecutive
-    generations is significant when its 95% interval (standard errors over the transactions served) excludes
-    0; ``alternations`` counts consecutive pairs of significant changes of opposite signs, and the flag is
-    :func:`banditgate.pipelines.health.oscillation`'s (two or more consecutive alternating significant
-    changes). Alternating changes alone do not make an Adyen oscillation: for independent, equally good
-    generations two consecutive changes have opposite signs 2/3 of the time. The systematic effect (a good
-    generation logs skewed data, the next one learns worse from it, and so on) would show as a negative lag-1
-    autocorrelation of the lift across generations, reported with its 95% band ``+-1.96 / sqrt(n)`` for
-    independent generations. Health's own flag (``banditgate health``, on realised 0/1 rewards) is reported
-    too. Decisions are made by the real Decider and logged to a SQLite ledger; retraining (LightGBM on one
+    Over all generations, :func:`banditgate.pipelines.health.oscillation` is applied to the expected reward
+    and to the lift (standard errors over the transactions served): ``significant`` changes between
+    consecutive generations are those left after Holm's correction (at 2.5%), ``alternations`` counts
+    consecutive pairs of them with opposite signs, and the flag fires on two or more alternating in a row or
+    on a significant decline of the series (least-squares slope, one-sided, 2.5%). Alternating changes alone
+    do not make an Adyen oscillation: for independent, equally good generations two consecutive changes have
+    opposite signs 2/3 of the time. The systematic effect (a good generation logs skewed data, the next one
+    learns worse from it, and so on) would show as a negative lag-1 autocorrelation of the lift across
+    generations, reported with its 95% band ``+-1.96 / sqrt(n)`` for independent generations. Health's own
+    flag (``banditgate health``: the same tests on each generation's realised reward minus a common
+    model's estimate of uniform random on the same decisions, no access to the truth) is reported too.
+    Decisions are made by the real Decider and logged to a SQLite ledger; retraining (LightGBM on one
     thread), promotion and health are the production code paths.
 
 Run: ``python benchmarks/generations_experiment.py [--per-day N] [--period-days P] [--gamma G] [--ablation]``
@@ -206,7 +208,7 @@ def summarise(generations: list[dict[str, Any]], health: dict[str, Any]) -> dict
     result: dict[str, Any] = {}
     for key, error in (("expected_reward", "standard_error"), ("lift", "lift_standard_error")):
         learned = np.array([g[key] for g in generations[1:]])
-        report = oscillation(numbers, [g[key] for g in generations], [g[error] for g in generations])
+        report = oscillation(numbers, [g[key] for g in generations], [g[error] for g in generations]).as_dict()
         result[key] = {
             "mean": float(learned.mean()),
             "min": float(learned.min()),

@@ -74,11 +74,12 @@ def generation_rule(policy: Policy, generation: Generation) -> ExplorationRule:
     """The exploration rule ``generation`` serves with (see :class:`~banditgate.ledger.models.Policy`).
 
     Generation 0 has no oracle and is uniform. Otherwise the policy's rule and floor, refined by the
-    generation's own parameters (e.g. its SquareCB gamma) when it was trained for the same rule.
+    generation's own parameters (e.g. its SquareCB gamma, and the floor retraining chose from the evidence)
+    when it was trained for the same rule.
     """
     if generation.oracle is None:
         return Uniform()
-    params = dict(policy.exploration_params)
+    params = {**policy.exploration_params, "floor": policy.floor}
     if generation.exploration == policy.exploration:
-        params.update({k: v for k, v in generation.exploration_params.items() if k != "floor"})
-    return make_rule(policy.exploration, {**params, "floor": policy.floor})
+        params.update(generation.exploration_params)
+    return make_rule(policy.exploration, params)

@@ -52,6 +52,16 @@ def candidate_frame(held_out: TrainingSet, rows: np.ndarray) -> tuple[pd.DataFra
     return pd.DataFrame.from_records(records), np.asarray(offsets)
 
 
+def score_candidates(oracle: RewardOracle, held_out: TrainingSet, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle's score of every candidate action of the given decisions, padded to ``(n, K)`` (0 off the
+    candidates), and the mask of real slots."""
+    frame, offsets = candidate_frame(held_out, rows)
+    sizes = np.diff(offsets)
+    width = int(sizes.max())
+    eligible = np.arange(width)[None, :] < sizes[:, None]
+    return _padded(oracle.predict_frame(frame), eligible, 0.0), eligible
+
+
 def _padded(values: np.ndarray, eligible: np.ndarray, fill: float) -> np.ndarray:
     """``values`` (one per candidate, decision after decision) as a (decision, slot) matrix padded with ``fill``.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +30,14 @@ from banditgate.pipelines.evaluation import (
     EvaluatedPolicy,
     evaluate_policies,
     evaluated_generation,
+    score_candidates,
     standard_policies,
+)
+from banditgate.pipelines.exploration_choice import (
+    DEFAULT_GAMMAS,
+    ExplorationChoice,
+    choose_gamma_by_ope,
+    evidence_floor,
 )
 from banditgate.pipelines.training_set import TrainingSet, load_training_set
 from banditgate.policies.actions import Action
@@ -39,7 +46,8 @@ from banditgate.policies.oracles import make_oracle
 
 log = logging.getLogger(__name__)
 
-GammaSchedule = Literal["fixed", "sqrt", "budget"]
+GammaSchedule = Literal["ope", "fixed", "sqrt", "budget"]
+FloorSchedule = Literal["evidence", "policy"]
 
 #: The gamma budget and the trust region are measured on this many most recent matured decisions.
 RECENT_CONTEXTS = 1000
@@ -75,10 +83,20 @@ class RetrainOptions:
     prior_correction
         Balance the classes while training (rare outcomes get as much weight as common ones), then correct
         the predicted odds back to the training prior, so scores stay calibrated probabilities.
-    gamma_schedule, gamma0, exploration_budget
-        SquareCB's gamma for the new generation: ``fixed`` keeps the policy's gamma, ``sqrt`` sets
-        ``gamma0 * sqrt(n)`` for ``n`` training rows, ``budget`` picks the gamma whose mean off-greedy
-        probability mass on the :data:`RECENT_CONTEXTS` most recent matured decisions is ``exploration_budget``.
+    floor_schedule, ess_target
+        The new generation's probability floor: ``evidence`` (default) sets the smallest floor that keeps an
+        effective sample size of about ``ess_target`` for evaluating uniform random over the decisions of one
+        window, never below the policy's floor (see
+        :func:`~banditgate.pipelines.exploration_choice.evidence_floor`); ``policy`` keeps the policy's floor.
+    gamma_schedule, gamma_candidates, gamma_z, min_ess, max_exploration, gamma0, exploration_budget
+        SquareCB's gamma for the new generation. ``ope`` (default) evaluates each of ``gamma_candidates`` on
+        the held-out decisions and takes the one whose lift over the deployed generation has the highest lower
+        bound ``lift - gamma_z * std_error`` among those whose effective sample size is at least ``min_ess`` and
+        whose mean off-greedy probability is at most ``max_exploration`` (see
+        :func:`~banditgate.pipelines.exploration_choice.choose_gamma_by_ope`). ``fixed`` keeps the policy's
+        gamma, ``sqrt`` sets ``gamma0 * sqrt(n)`` for ``n`` training rows, ``budget`` picks the gamma whose mean
+        off-greedy probability mass on the :data:`RECENT_CONTEXTS` most recent matured decisions is
+        ``exploration_budget``.
     trust_region
         Cap on the mean total-variation distance between the new generation's action distribution and the
         deployed generation's on the same recent decisions (``None``: no cap; SquareCB only). The
@@ -100,7 +118,13 @@ class RetrainOptions:
     importance_weighting: bool = False
     weight_clip: float = 20.0
     prior_correction: bool = False
-    gamma_schedule: GammaSchedule = "fixed"
+    floor_schedule: FloorSchedule = "evidence"
+    ess_target: float = 1_000.0
+    gamma_schedule: GammaSchedule = "ope"
+    gamma_candidates: tuple[float, ...] = DEFAULT_GAMMAS
+    gamma_z: float = 1.0
+    min_ess: float = 100.0
+    max_exploration: float = 0.2
     gamma0: float = 1.0
     exploration_budget: float = 0.1
     trust_region: float | None = None
@@ -116,8 +140,20 @@ class RetrainOptions:
             raise ValueError("holdout_fraction must be in (0, 1)")
         if self.weight_clip < 1.0:
             raise ValueError("weight_clip must be at least 1")
-        if self.gamma_schedule not in ("fixed", "sqrt", "budget"):
-            raise ValueError(f"unknown gamma schedule {self.gamma_schedule!r}: fixed, sqrt or budget")
+        if self.gamma_schedule not in ("ope", "fixed", "sqrt", "budget"):
+            raise ValueError(f"unknown gamma schedule {self.gamma_schedule!r}: ope, fixed, sqrt or budget")
+        if self.floor_schedule not in ("evidence", "policy"):
+            raise ValueError(f"unknown floor schedule {self.floor_schedule!r}: evidence or policy")
+        if not (math.isfinite(self.ess_target) and self.ess_target > 0.0):
+            raise ValueError("ess_target must be a positive number")
+        if not self.gamma_candidates or not all(math.isfinite(g) and g >= 0.0 for g in self.gamma_candidates):
+            raise ValueError("gamma_candidates must be non-negative numbers, at least one")
+        if not (math.isfinite(self.gamma_z) and self.gamma_z >= 0.0):
+            raise ValueError("gamma_z must be a non-negative number")
+        if not (math.isfinite(self.min_ess) and self.min_ess >= 0.0):
+            raise ValueError("min_ess must be a non-negative number")
+        if not 0.0 < self.max_exploration <= 1.0:
+            raise ValueError("max_exploration must be in (0, 1]")
         if not 0.0 < self.exploration_budget < 1.0:
             raise ValueError("exploration_budget must be in (0, 1)")
         if self.trust_region is not None and not 0.0 < self.trust_region < 1.0:
@@ -312,12 +348,13 @@ def retrain(
     )
     eval_rows = held_out_rows[-options.max_eval_rows :]
     deployed_policy = evaluated_generation("deployed", config, deployed, artifact_dir)
-    rule, exploration_params, trust_region = _exploration(
-        config, oracle, deployed_policy, training, options, len(train_rows)
+    rule, exploration_params, choice, trust_region = _exploration(
+        config, oracle, deployed_policy, training, eval_rows, options, len(train_rows)
     )
     ope_report = evaluate_policies(training, eval_rows, standard_policies(oracle, rule, deployed_policy), oracle)
     ope_report["as_of"] = as_of.isoformat()
     ope_report["deployed_generation"] = deployed.number
+    ope_report["exploration"] = choice.to_dict()
     artifact = oracle.to_bytes()
     with sessions() as session, session.begin():
         number = (max(g.number for g in registry.list_generations(session, policy)) or 0) + 1
@@ -354,67 +391,126 @@ def _exploration(
     oracle: Any,
     deployed: EvaluatedPolicy,
     training: TrainingSet,
+    eval_rows: np.ndarray,
     options: RetrainOptions,
     n_rows: int,
-) -> tuple[ExplorationRule, dict[str, Any], dict[str, Any] | None]:
-    """The new generation's rule, its parameters as registered, and what the trust region did (or None)."""
+) -> tuple[ExplorationRule, dict[str, Any], ExplorationChoice, dict[str, Any] | None]:
+    """The new generation's rule, its parameters as registered, how they were chosen, and the trust region's
+    result (or None)."""
     params = dict(config.exploration_params)
+    sizes = np.array([len(training.actions[i]) for i in eval_rows])
+    floor, floor_rule = float(config.floor), "policy"
+    if options.floor_schedule == "evidence":
+        floor = evidence_floor(training.decisions_in_window, float(sizes.mean()), options.ess_target, config.floor)
+        floor_rule = "evidence"
+    choice = ExplorationChoice(floor=floor, floor_rule=floor_rule, gamma=params.get("gamma"), gamma_rule="policy")
     trust_region = None
-    if config.exploration == "squarecb" and (options.gamma_schedule != "fixed" or options.trust_region is not None):
-
-        def rule_at(gamma: float) -> ExplorationRule:
-            return make_rule("squarecb", {**params, "gamma": gamma, "floor": config.floor})
-
+    if config.exploration == "squarecb" and options.gamma_schedule == "ope":
+        scores, eligible = score_candidates(oracle, training, eval_rows)
+        deployed_scores = (
+            score_candidates(deployed.oracle, training, eval_rows)[0]
+            if deployed.oracle is not None
+            else np.zeros(scores.shape)
+        )
+        gamma, candidates = choose_gamma_by_ope(
+            scores,
+            eligible,
+            training.rewards[eval_rows],
+            training.chosen_index[eval_rows],
+            training.propensities[eval_rows],
+            floor,
+            reference=deployed.rule.probability_matrix(deployed_scores, eligible),
+            gammas=options.gamma_candidates,
+            z=options.gamma_z,
+            min_ess=options.min_ess,
+            max_exploration=options.max_exploration,
+        )
+        params["gamma"] = gamma
+        choice = replace(
+            choice,
+            gamma=gamma,
+            gamma_rule="ope",
+            decisions_in_window=training.decisions_in_window,
+            rows=len(eval_rows),
+            z=options.gamma_z,
+            min_ess=options.min_ess,
+            max_exploration=options.max_exploration,
+            candidates=candidates,
+        )
+    elif config.exploration == "squarecb" and options.gamma_schedule in ("sqrt", "budget"):
         # Scores do not depend on gamma: compute them once for the most recent decisions (those whose candidate
         # sets were loaded).
-        sample = [
-            (training.context(i), [Action(a["id"], a.get("features") or {}) for a in training.actions[i]])
-            for i in sorted(training.actions)[-RECENT_CONTEXTS:]
-        ]
+        sample = _recent_sample(training)
         sample_scores = [oracle.predict_decision(context, actions) for context, actions in sample]
 
         def off_greedy_mass(gamma: float) -> float:
-            rule = rule_at(gamma)
+            rule = _squarecb(params, gamma, floor)
             return float(np.mean([1.0 - rule.probabilities(s)[int(np.argmax(s))] for s in sample_scores]))
 
         gamma = choose_gamma(options, n_rows, off_greedy_mass)
         if gamma is not None:
             params["gamma"] = gamma
-        if options.trust_region is not None:
-            deployed_probabilities = [
-                deployed.rule.probability_list(
-                    deployed.oracle.predict_decision(context, actions)
-                    if deployed.oracle is not None
-                    else [0.0] * len(actions)
-                )
-                for context, actions in sample
-            ]
+            choice = replace(choice, gamma=gamma, gamma_rule=options.gamma_schedule)
+    if options.floor_schedule == "evidence":
+        choice = replace(
+            choice,
+            decisions_in_window=training.decisions_in_window,
+            mean_actions=float(sizes.mean()),
+            ess_target=options.ess_target,
+        )
+    if config.exploration == "squarecb" and options.trust_region is not None:
+        sample = _recent_sample(training)
+        sample_scores = [oracle.predict_decision(context, actions) for context, actions in sample]
+        deployed_probabilities = [
+            deployed.rule.probability_list(
+                deployed.oracle.predict_decision(context, actions)
+                if deployed.oracle is not None
+                else [0.0] * len(actions)
+            )
+            for context, actions in sample
+        ]
 
-            def distance(gamma: float) -> float:
-                rule = rule_at(gamma)
-                return float(
-                    np.mean(
-                        [
-                            total_variation(rule.probability_list(s), q)
-                            for s, q in zip(sample_scores, deployed_probabilities, strict=True)
-                        ]
-                    )
+        def distance(gamma: float) -> float:
+            rule = _squarecb(params, gamma, floor)
+            return float(
+                np.mean(
+                    [
+                        total_variation(rule.probability_list(s), q)
+                        for s, q in zip(sample_scores, deployed_probabilities, strict=True)
+                    ]
                 )
+            )
 
-            scheduled = float(make_rule("squarecb", {**params, "floor": config.floor}).params()["gamma"])
-            trust_region = {
-                **trust_region_gamma(options.trust_region, scheduled, distance),
-                "contexts": len(sample),
-            }
-            if not trust_region["met"]:
-                log.warning(
-                    "trust region %.3f not met: smallest mean TV to the deployed generation is %.4f",
-                    options.trust_region,
-                    trust_region["tv_after"],
-                )
-            params["gamma"] = trust_region["gamma"]
-    rule = make_rule(config.exploration, {**params, "floor": config.floor})
-    return rule, {k: v for k, v in params.items() if k != "floor"}, trust_region
+        scheduled = float(_squarecb(params, params.get("gamma", 100.0), floor).params()["gamma"])
+        trust_region = {
+            **trust_region_gamma(options.trust_region, scheduled, distance),
+            "contexts": len(sample),
+        }
+        if not trust_region["met"]:
+            log.warning(
+                "trust region %.3f not met: smallest mean TV to the deployed generation is %.4f",
+                options.trust_region,
+                trust_region["tv_after"],
+            )
+        params["gamma"] = trust_region["gamma"]
+        choice = replace(choice, gamma=trust_region["gamma"])
+    rule = make_rule(config.exploration, {**params, "floor": floor})
+    registered = {k: v for k, v in params.items() if k != "floor"}
+    if floor_rule == "evidence":
+        registered["floor"] = floor
+    return rule, registered, choice, trust_region
+
+
+def _squarecb(params: dict[str, Any], gamma: float, floor: float) -> ExplorationRule:
+    return make_rule("squarecb", {**params, "gamma": gamma, "floor": floor})
+
+
+def _recent_sample(training: TrainingSet) -> list[tuple[dict[str, Any], list[Action]]]:
+    """The :data:`RECENT_CONTEXTS` most recent decisions whose candidate sets were loaded, as served."""
+    return [
+        (training.context(i), [Action(a["id"], a.get("features") or {}) for a in training.actions[i]])
+        for i in sorted(training.actions)[-RECENT_CONTEXTS:]
+    ]
 
 
 def _describe(options: RetrainOptions) -> dict[str, Any]:
@@ -425,7 +521,13 @@ def _describe(options: RetrainOptions) -> dict[str, Any]:
         "importance_weighting": options.importance_weighting,
         "weight_clip": options.weight_clip,
         "prior_correction": options.prior_correction,
+        "floor_schedule": options.floor_schedule,
+        "ess_target": options.ess_target,
         "gamma_schedule": options.gamma_schedule,
+        "gamma_candidates": list(options.gamma_candidates),
+        "gamma_z": options.gamma_z,
+        "min_ess": options.min_ess,
+        "max_exploration": options.max_exploration,
         "gamma0": options.gamma0,
         "exploration_budget": options.exploration_budget,
         "trust_region": options.trust_region,

@@ -138,3 +138,29 @@ def test_squarecb_gamma_zero_is_uniform_and_large_gamma_approaches_greedy() -> N
 def test_make_rule_refuses_bad_configuration(name: str, params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_rule(name, params)
+
+
+@pytest.mark.parametrize("rule", RULE_INSTANCES, ids=repr)
+def test_the_probability_matrix_agrees_with_one_decision_at_a_time(rule: ExplorationRule) -> None:
+    rng = np.random.default_rng(7)
+    scores = rng.random((300, 6)).round(2)  # rounded: ties
+    eligible = rng.random((300, 6)) < 0.6
+    eligible[:, 2] = True
+    matrix = rule.probability_matrix(scores, eligible)
+    assert np.all(matrix[~eligible] == 0.0)
+    for row in range(300):
+        expected = rule.probability_list(scores[row, eligible[row]])
+        np.testing.assert_allclose(matrix[row, eligible[row]], expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("scores", "eligible", "message"),
+    [
+        (np.zeros((2, 3)), np.ones((2, 2), dtype=bool), "one shape"),
+        (np.zeros((2, 3)), np.array([[True, False, False], [False, False, False]]), "at least one eligible"),
+        (np.array([[0.1, np.nan]]), np.ones((1, 2), dtype=bool), "finite"),
+    ],
+)
+def test_the_probability_matrix_refuses_bad_input(scores: np.ndarray, eligible: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SquareCB(gamma=10.0).probability_matrix(scores, eligible)

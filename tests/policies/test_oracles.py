@@ -139,16 +139,6 @@ def test_sample_weights_change_the_fit(data) -> None:
     assert not np.allclose(plain.predict_frame(frame.head(50)), weighted.predict_frame(frame.head(50)))
 
 
-def test_river_keeps_learning_online(data) -> None:
-    frame, rewards, _, _ = data
-    oracle = RiverOracle().fit(frame.head(200), rewards[:200])
-    context = {"amount_eur": 50.0, "issuer_country": "NL", "is_recurring": False, "card_brand": "visa"}
-    before = oracle.predict_decision(context, ACTIONS)[1]
-    for _ in range(300):
-        oracle.learn_one(context, ACTIONS[1], 1.0)
-    assert oracle.predict_decision(context, ACTIONS)[1] > before
-
-
 def test_regressor_oracle_for_non_binary_rewards() -> None:
     frame = records_to_frame([{"x": float(i)} for i in range(200)], [Action("a")] * 200)
     rewards = np.arange(200, dtype=float) * 2.5

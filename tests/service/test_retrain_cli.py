@@ -70,7 +70,10 @@ def test_a_trust_region_caps_the_distance_to_the_deployed_generation(environment
     summary = json.loads(result.stdout)
     trust = summary["row_counts"]["trust_region"]
     assert trust["met"] and trust["cap"] == 0.04 and trust["tv_before"] > 0.04 and trust["contexts"] == 1000
-    assert summary["exploration_params"]["gamma"] == trust["gamma"] < 100.0
+    assert summary["exploration_params"]["gamma"] == trust["gamma"] < trust["gamma_before"]
+    # The floor retraining chose from the evidence is the generation's own (young window: above the policy's).
+    floor = summary["exploration_params"]["floor"]
+    assert floor == summary["ope_report"]["exploration"]["floor"] > registry.PolicySpec().floor
 
     # Measured independently: generation 0 is uniform, so TV = 1/2 sum_a |p(a) - 1/K|, p as generation 1 serves.
     engine = make_engine(environment["BANDITGATE_DATABASE_URL"])
@@ -79,7 +82,7 @@ def test_a_trust_region_caps_the_distance_to_the_deployed_generation(environment
         oracle = load_artifact(generation, Path(environment["BANDITGATE_ARTIFACT_DIR"]))
         recent = load_training_set(session, "default", as_of, timedelta(days=14), actions_for_last=1000)
     engine.dispose()
-    rule = make_rule("squarecb", {"gamma": trust["gamma"], "floor": registry.PolicySpec().floor})
+    rule = make_rule("squarecb", {"gamma": trust["gamma"], "floor": floor})
     distances = []
     for row, candidates in recent.actions.items():
         actions = [Action(a["id"], a.get("features") or {}) for a in candidates]

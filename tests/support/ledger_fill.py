@@ -7,9 +7,10 @@ HTTP path has its own tests). Rewards are written with the simulated time they w
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,6 +75,56 @@ def fill(
         "uniform_reward": uniform / n,
         "best_reward": best / n,
     }
+
+
+def fill_two_segments(
+    sessions: sessionmaker[Session],
+    artifact_dir: Path,
+    *,
+    start: datetime,
+    decisions: int,
+    low_share: float,
+    advantage: float,
+    seed: int,
+    prefix: str,
+    policy: str = "default",
+) -> dict[str, float]:
+    """Decide ``decisions`` synthetic payments over one day with the deployed generation, and log rewards.
+
+    Two segments (context ``segment`` 0 or 1, plus a noise feature ``amount``): segment 1, a ``low_share`` of
+    the traffic (e.g. weekend payments), authorises 0.55 of the time under action ``b``, segment 0 0.85;
+    action ``a`` adds ``advantage`` everywhere. The traffic mix alone thus moves the realised reward by
+    ``0.3 * change of low_share``, whatever the policy does. Returns the mean realised reward.
+    """
+    rng = np.random.default_rng(seed)
+    cache = PolicyCache(sessions, artifact_dir)
+    cache.refresh()
+    decider = Decider(cache, policy)
+    actions = [{"id": "a", "features": {}}, {"id": "b", "features": {}}]
+    rows, labels, rewards = [], [], []
+    for i in range(decisions):
+        t = start + timedelta(days=i / decisions)
+        segment = int(rng.random() < low_share)
+        context = {"segment": segment, "amount": float(rng.uniform(5.0, 500.0))}
+        record, _ = decider.decide(context, actions, f"{prefix}{i:06d}", policy, now=t)
+        rows.append(record.as_row())
+        p = (0.55 if segment else 0.85) + (advantage if record.action_id == "a" else 0.0)
+        value = float(rng.random() < p)
+        rewards.append(value)
+        labels.append(
+            {
+                "decision_id": record.decision_id,
+                "kind": "authorisation",
+                "value": value,
+                "revision": 1,
+                "observed_at": t,
+                "received_at": t + timedelta(seconds=1),
+            }
+        )
+    with sessions() as session, session.begin():
+        session.execute(insert(Decision), rows)
+        session.execute(insert(Reward), labels)
+    return {"decisions": decisions, "realised_reward": float(np.mean(rewards))}
 
 
 def simulated_ledger(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from banditgate.policies.exploration.base import ExplorationRule, number_parameter
 
 
@@ -48,6 +50,15 @@ class SquareCB(ExplorationRule):
         p = [0.0 if x >= top else 1.0 / (k + gamma * (top - x)) for x in scores]
         share = (1.0 - sum(p)) / sum(1 for x in scores if x >= top)
         return [share if x >= top else q for x, q in zip(scores, p, strict=True)]
+
+    def _raw_probability_matrix(self, scores: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+        k = eligible.sum(axis=1, keepdims=True)
+        top = scores.max(axis=1, keepdims=True)
+        best = eligible & (scores >= top)
+        with np.errstate(invalid="ignore"):  # -inf - -inf off the eligible slots, masked below
+            p = np.where(eligible & ~best, 1.0 / (k + self.gamma * (top - scores)), 0.0)
+        share = (1.0 - p.sum(axis=1, keepdims=True)) / best.sum(axis=1, keepdims=True)
+        return np.where(best, share, p)
 
     def params(self) -> dict[str, Any]:
         return {"gamma": self.gamma, **super().params()}

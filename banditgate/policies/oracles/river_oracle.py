@@ -1,4 +1,4 @@
-"""River reward oracle: online learning, can keep learning between generations."""
+"""River reward oracle: an online (one example at a time) linear model, fitted per generation."""
 
 from __future__ import annotations
 
@@ -50,7 +50,12 @@ class RiverOracle(RewardOracle):
     magnitude, and a running scaler would zero out indicators, which are constant whenever present), each
     categorical value as an indicator ``"name=value"``, and the action id crossed with every context
     feature so a linear model can learn that the best action differs by segment. Unseen categories simply
-    have no weight yet. After :meth:`fit`, :meth:`learn_one` keeps updating the model as rewards arrive.
+    have no weight yet.
+
+    The model learns one example at a time while a generation is trained, but a registered generation's model
+    is fixed: it does not keep learning from rewards between generations. A decision must be reproducible from
+    the generation that made it (its artifact's sha256 and the logged probabilities), which a model updated in
+    place would break; each retraining fits a new model on the window instead.
 
     The model is named from :data:`MODELS` (an allow-list: a configuration never names a module path) with its
     declared parameters, checked on construction. River itself is imported on :meth:`fit` and on loading an
@@ -112,11 +117,6 @@ class RiverOracle(RewardOracle):
             for _ in range(repeats):
                 self._learn(dict(zip(columns, row, strict=True)), float(rewards[i]))
         return self
-
-    def learn_one(self, context: Features, action: Action, reward: float) -> None:
-        """Update the fitted model with one matured reward (online learning between generations)."""
-        self._check_fitted()
-        self._learn(decision_row(context, action), reward)
 
     def _learn(self, row: dict[str, Scalar], reward: float) -> None:
         target: Any = reward >= 0.5 if self._spec.classifier else reward

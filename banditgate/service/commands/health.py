@@ -21,13 +21,14 @@ def health_command(
     json_output: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Health of every generation that served traffic: realised reward with its interval, the oracle's
-    calibration on its own decisions, score shift from the previous generation, ESS per action, and an
-    oscillation flag (significant reward changes alternating in sign between generations)."""
+    calibration on its own decisions, score shift from the previous generation, ESS per action, its lift over
+    uniform random against a baseline common to all generations, and an oscillation flag (significant lift
+    changes alternating in sign, or a significant decline of lift across learned generations)."""
     # Imported here, not at the top: every command line (even --help) imports this module.
     from banditgate.ledger.db import make_engine, make_sessionmaker
     from banditgate.ledger.migrate import upgrade
     from banditgate.ledger.registry import UnknownPolicy
-    from banditgate.pipelines.health import HEALTH_COLUMNS, generation_health, health_rows
+    from banditgate.pipelines.health import HEALTH_COLUMNS, generation_health, health_rows, oscillation_summary
     from banditgate.service.commands.exits import load_settings
 
     settings = load_settings()
@@ -57,12 +58,5 @@ def health_command(
         table.add_row(*row)
     console = Console()
     console.print(table)
-    flag = report["oscillation"]
-    if flag["flagged"]:
-        console.print(
-            f"[bold red]oscillation[/]: {flag['longest_run']} consecutive significant reward changes alternate in sign"
-        )
-    else:
-        console.print(
-            f"oscillation: not flagged (longest alternating run of significant changes: {flag['longest_run']})"
-        )
+    summary = oscillation_summary(report["oscillation"])
+    console.print(f"[bold red]{summary}[/]" if report["oscillation"]["flagged"] else summary, markup=True)

@@ -56,7 +56,29 @@ def retrain_command(
     prior_correction: Annotated[
         bool, typer.Option(help="balance classes in training and correct the odds back (rare outcomes)")
     ] = False,
-    gamma_schedule: Annotated[str, typer.Option(help="SquareCB gamma: fixed | sqrt | budget")] = "fixed",
+    floor_schedule: Annotated[
+        str,
+        typer.Option(
+            help="probability floor: evidence (the smallest that keeps --ess-target of evidence for uniform random "
+            "over a window, at least the policy's floor) | policy (the policy's floor)"
+        ),
+    ] = "evidence",
+    ess_target: Annotated[
+        float, typer.Option(min=1.0, help="effective sample size the evidence floor keeps over a window")
+    ] = 1000.0,
+    gamma_schedule: Annotated[
+        str,
+        typer.Option(
+            help="SquareCB gamma: ope (the candidate with the best lower bound on held-out lift over uniform) | "
+            "fixed (the policy's) | sqrt | budget"
+        ),
+    ] = "ope",
+    gamma_z: Annotated[
+        float, typer.Option(min=0.0, help="with --gamma-schedule ope: standard errors subtracted from each lift")
+    ] = 1.0,
+    min_ess: Annotated[
+        float, typer.Option(min=0.0, help="with --gamma-schedule ope: least effective sample size of a candidate")
+    ] = 100.0,
     gamma0: Annotated[float, typer.Option(min=0.0, help="gamma = gamma0 * sqrt(n) with --gamma-schedule sqrt")] = 1.0,
     exploration_budget: Annotated[
         float, typer.Option(min=0.001, max=0.999, help="mean off-greedy probability with --gamma-schedule budget")
@@ -94,7 +116,11 @@ def retrain_command(
             importance_weighting=importance_weighting,
             weight_clip=weight_clip,
             prior_correction=prior_correction,
+            floor_schedule=floor_schedule,  # type: ignore[arg-type]
+            ess_target=ess_target,
             gamma_schedule=gamma_schedule,  # type: ignore[arg-type]
+            gamma_z=gamma_z,
+            min_ess=min_ess,
             gamma0=gamma0,
             exploration_budget=exploration_budget,
             trust_region=trust_region,
@@ -160,6 +186,39 @@ def _prepare_gate(sessions: sessionmaker[Session], settings: Settings, result: R
     )
 
 
+def _print_exploration(console: Console, choice: dict[str, Any] | None) -> None:
+    """How the generation's floor and gamma were chosen (``ope_report["exploration"]``)."""
+    if choice is None:
+        return
+    floor = f"floor {choice['floor']:.4g} ({choice['floor_rule']}"
+    if choice["floor_rule"] == "evidence":
+        floor += (
+            f": ESS {choice['ess_target']:,.0f} over {choice['decisions_in_window']:,} decisions of "
+            f"{choice['mean_actions']:.1f} actions"
+        )
+    gamma = "" if choice["gamma"] is None else f", gamma {choice['gamma']:.4g} ({choice['gamma_rule']})"
+    console.print(floor + ")" + gamma)
+    if not choice["candidates"]:
+        return
+    table = Table(
+        title=f"SquareCB gamma candidates on {choice['rows']:,} held-out decisions "
+        f"(chosen: best lift - {choice['z']:g} x std error, ESS >= {choice['min_ess']:,.0f})"
+    )
+    for column in ("gamma", "lift over uniform (DR)", "std error", "lower bound", "ESS", "off-greedy mass"):
+        table.add_column(column, justify="right")
+    for c in choice["candidates"]:
+        mark = "[bold]" if c["gamma"] == choice["gamma"] else ""
+        table.add_row(
+            f"{mark}{c['gamma']:,.0f}",
+            f"{c['lift']:+.4f}",
+            f"{c['lift_std_error']:.4f}",
+            f"{c['lower_bound']:+.4f}",
+            f"{c['ess']:,.0f}" + ("" if c["admissible"] else " (too few)"),
+            f"{c['off_greedy_mass']:.3f}",
+        )
+    console.print(table)
+
+
 def _report(result: RetrainResult, json_output: bool) -> None:
     generation = result.generation
     summary: dict[str, Any] = {
@@ -198,6 +257,7 @@ def _report(result: RetrainResult, json_output: bool) -> None:
         ]
         table.add_row(name, *cells, f"{estimates['ips']['ess']:,.0f}")
     console.print(table)
+    _print_exploration(console, result.ope_report.get("exploration"))
     trust = generation.row_counts.get("trust_region")
     if trust is not None:
         console.print(

@@ -1,0 +1,257 @@
+"""The Adyen oscillation effect on the simulator, and which mitigations remove it.
+
+What is reproduced
+    Adyen, "Contextual Bandits in Payment Processing: Non-uniform Exploration and Supervised Learning"
+    (arXiv 2412.00569): a generation trained by plain supervised learning on its predecessor's non-uniform
+    logs can do worse than the generation before it; class imbalance grows as the policy improves and the
+    reward distribution shifts between generations. The setting here (``adyen``):
+
+    * a harder world: the prior-drift component at full strength from day 0 (a step, logit of every
+      authorisation ``-1``), so authorisation rates are lower and differences between actions larger;
+    * short memory: each generation learns only from the last day, which its predecessor alone logged
+      (``window`` 1 day, ``pool_generations`` off), without importance weights;
+    * sharp exploration: SquareCB gamma ``--gamma`` (default 20,000) and a probability floor of 0.001
+      (``--floor``); 4,000 decisions a day (``--per-day``) for 16 days (``--days``).
+
+    Generation 0 is uniform random for one day, then a generation is retrained and promoted every day
+    through the production paths (real Decider, SQLite ledger, ``retrain``, ``promote``; LightGBM on one
+    thread). Each generation's ``lift`` is measured from the world's truth: per transaction it served,
+    ``sum_a p(a|x) P(auth | x, a)`` under the probabilities its decision logged minus the same under uniform
+    random, averaged (standard errors over transactions). The outcome noise does not enter.
+
+What is compared
+    Each mitigation changes one thing of ``adyen``: ``pooled`` (the logs of every generation of the last 30
+    days, each row with its own propensity), ``floor 0.05``, ``trust region 0.1``
+    (:func:`banditgate.pipelines.retrain.trust_region_gamma`), ``prior correction`` (class-balanced training,
+    odds corrected back), ``importance weighting`` (``1 / propensity`` clipped at 20). Recalibration of the
+    oracle is not an option of ``banditgate retrain`` (LightGBM's binary objective already fits log-loss;
+    ``prior correction`` is the one probability correction available), so it is not in the table.
+
+    The decline is measured on the learned generations 1..N: ``first`` is generation 1's lift (trained on
+    uniform logs, the one supervised learning is sound for), ``late`` the mean lift of the last half of the
+    generations, ``late - first`` with a 95% interval (``first``'s standard error over its transactions and
+    ``late``'s over generations; generation 1's own model-to-model variability is not in it, which is why
+    the Adyen setting runs on more than one seed); and the ordinary least-squares ``slope`` of lift per
+    generation with its 95% interval from the residual scatter (t distribution). A decline is significant
+    when the interval of ``late - first`` lies below 0. ``health`` is the oscillation flag of
+    :func:`banditgate.pipelines.health.generation_health` on the same ledger (realised rewards only, no
+    access to the truth).
+
+Run: ``python benchmarks/oscillation.py [--seeds 21 22] [--only adyen ...] [--output NAME]`` (about 3 minutes
+per configuration and seed on one free core, twice that on a loaded machine); results in
+benchmarks/results/oscillation.json (or ``NAME.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from banditgate.ledger import registry
+from banditgate.ledger.db import make_engine, make_sessionmaker
+from banditgate.ledger.migrate import upgrade
+from banditgate.ledger.promotion import promote
+from banditgate.pipelines.health import Z95, generation_health
+from banditgate.pipelines.retrain import RetrainOptions, retrain
+from banditgate.simulator import PaymentWorld
+from banditgate.simulator.drift import DriftScenario
+from benchmarks.generations_experiment import replay, standard_error
+from benchmarks.workload import environment, table, write_results
+from tests.support.ledger_fill import fill
+
+#: The Adyen setting: short memory, no importance weights, sharp exploration with a tiny floor.
+ADYEN: dict[str, Any] = {
+    "floor": 0.001,
+    "options": {"window": timedelta(days=1), "pool_generations": False},
+}
+
+
+def configurations(floor: float = ADYEN["floor"]) -> dict[str, dict[str, Any]]:
+    """The Adyen setting (with probability floor ``floor``) and one mitigation at a time."""
+    base = ADYEN["options"]
+    return {
+        "adyen": {"floor": floor, "options": base},
+        "pooled 30 d": {"floor": floor, "options": {"window": timedelta(days=30), "pool_generations": True}},
+        "floor 0.05": {"floor": 0.05, "options": base},
+        "trust region 0.1": {"floor": floor, "options": {**base, "trust_region": 0.1}},
+        "prior correction": {"floor": floor, "options": {**base, "prior_correction": True}},
+        "importance weighting": {"floor": floor, "options": {**base, "importance_weighting": True}},
+    }
+
+
+def hard_world(seed: int) -> PaymentWorld:
+    """The payment world with every authorisation's logit lowered by 1 from day 0 (prior drift as a step)."""
+    return PaymentWorld(DriftScenario.preset("prior", magnitude=1.0, onset_day=0, ramp_days=0), seed=seed)
+
+
+def run(
+    name: str, config: dict[str, Any], days: int, per_day: int, gamma: float, seed: int, world_name: str = "hard"
+) -> dict[str, Any]:
+    """Generations 0..days-1 of one configuration, retrained and promoted daily; lift from the world's truth."""
+    world = hard_world(seed) if world_name == "hard" else PaymentWorld("none", seed=seed)
+    folder = Path(tempfile.mkdtemp(prefix="bg-oscillation-"))
+    artifacts = folder / "artifacts"
+    engine = make_engine(f"sqlite:///{folder / 'ledger.db'}", sqlite_synchronous="NORMAL")
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    spec = registry.PolicySpec(exploration="squarecb", exploration_params={"gamma": gamma}, floor=config["floor"])
+    with sessions() as session, session.begin():
+        registry.put_policy(session, "default", spec, actor="experiment")
+    started = time.perf_counter()
+    generations: list[dict[str, Any]] = []
+    for number in range(days):
+        start = world.epoch + timedelta(days=number)
+        prefix, traffic_seed = f"g{number}-", seed * 1000 + number
+        served = fill(
+            sessions, artifacts, world, start=start, days=1, per_day=per_day, seed=traffic_seed, prefix=prefix
+        )
+        truth = replay(sessions, world, start, 1, per_day, traffic_seed, prefix)
+        lift = truth["expected"] - truth["uniform"]
+        generations.append(
+            {
+                "generation": number,
+                "expected_reward": served["expected_reward"],
+                "uniform_reward": served["uniform_reward"],
+                "best_reward": served["best_reward"],
+                "lift": float(lift.mean()),
+                "lift_standard_error": standard_error(lift),
+            }
+        )
+        print(f"  {name} seed {seed}: generation {number} lift {lift.mean():+.4f}", flush=True)
+        if number + 1 == days:
+            break
+        options = RetrainOptions(
+            as_of=start + timedelta(days=1), oracle_overrides={"num_threads": 1}, **config["options"]
+        )
+        candidate = retrain(sessions, artifacts, "default", options).generation
+        generations[-1]["next_training_positive_rate"] = candidate.row_counts.get("positive_rate")
+        with sessions() as session, session.begin():
+            promote(session, "default", candidate.number, actor="experiment", reason="scheduled promotion")
+    health = generation_health(
+        sessions, artifacts, "default", as_of=world.epoch + timedelta(days=days + 1), window=timedelta(days=days + 2)
+    )
+    engine.dispose()
+    return {
+        "seconds": time.perf_counter() - started,
+        "generations": generations,
+        "decline": decline(generations),
+        "health": health["oscillation"],
+    }
+
+
+def decline(generations: list[dict[str, Any]]) -> dict[str, Any]:
+    """First learned generation vs the last half, and the lift's trend over the learned generations."""
+    learned = generations[1:]
+    lifts = np.array([g["lift"] for g in learned])
+    late = lifts[len(lifts) // 2 :]
+    first, first_se = learned[0]["lift"], learned[0]["lift_standard_error"]
+    late_se = float(late.std(ddof=1) / math.sqrt(len(late)))
+    difference, difference_se = float(late.mean() - first), math.sqrt(first_se**2 + late_se**2)
+    x = np.arange(len(lifts), dtype=np.float64)
+    slope, intercept = np.polyfit(x, lifts, 1)
+    residual = lifts - (slope * x + intercept)
+    slope_se = math.sqrt(float(residual @ residual) / (len(lifts) - 2) / float(((x - x.mean()) ** 2).sum()))
+    t = float(stats.t.ppf(0.975, len(lifts) - 2))
+    return {
+        "first": first,
+        "late_mean": float(late.mean()),
+        "late_generations": len(late),
+        "mean": float(lifts.mean()),
+        "late_minus_first": difference,
+        "late_minus_first_ci": [difference - Z95 * difference_se, difference + Z95 * difference_se],
+        "significant_decline": bool(difference + Z95 * difference_se < 0),
+        "slope": float(slope),
+        "slope_ci": [float(slope - t * slope_se), float(slope + t * slope_se)],
+        "lag1_autocorrelation": float(np.corrcoef(lifts[:-1], lifts[1:])[0, 1]),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=int, default=16, help="simulated days (one generation a day)")
+    parser.add_argument("--per-day", type=int, default=4000, help="decisions per simulated day")
+    parser.add_argument("--gamma", type=float, default=20_000.0, help="SquareCB's gamma")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[21])
+    parser.add_argument("--floor", type=float, default=ADYEN["floor"], help="the Adyen setting's probability floor")
+    parser.add_argument("--world", choices=["hard", "default"], default="hard", help="hard: authorisation logits -1")
+    args, _ = parser.parse_known_args()
+    known = configurations(args.floor)
+    parser.add_argument("--only", nargs="+", choices=list(known), default=list(known), help="configurations to run")
+    parser.add_argument("--output", default="oscillation", help="results file name (benchmarks/results/<name>.json)")
+    args = parser.parse_args()
+    if args.days < 6:
+        parser.error("--days must be at least 6")
+    runs = {
+        f"{name} / {seed}": run(name, known[name], args.days, args.per_day, args.gamma, seed, args.world)
+        for name in args.only
+        for seed in args.seeds
+    }
+    write_results(
+        args.output,
+        {
+            "benchmark": "oscillation",
+            **environment(),
+            "days": args.days,
+            "per_day": args.per_day,
+            "gamma": args.gamma,
+            "world": args.world,
+            "seeds": args.seeds,
+            "configurations": {
+                n: {"floor": c["floor"], **{k: str(v) for k, v in c["options"].items()}}
+                for n, c in known.items()
+                if n in args.only
+            },
+            "runs": runs,
+        },
+    )
+    rows = []
+    for key, result in runs.items():
+        d, lifts = result["decline"], [g["lift"] for g in result["generations"]]
+        low, high = d["late_minus_first_ci"]
+        rows.append(
+            [
+                key,
+                " ".join(f"{v:+.3f}" for v in lifts[1:6]),
+                f"{d['first']:+.4f}",
+                f"{d['late_mean']:+.4f}",
+                f"{d['late_minus_first']:+.4f} [{low:+.4f}, {high:+.4f}]",
+                "yes" if d["significant_decline"] else "no",
+                f"{d['slope'] * 1000:+.2f} [{d['slope_ci'][0] * 1000:+.2f}, {d['slope_ci'][1] * 1000:+.2f}]",
+                f"{d['lag1_autocorrelation']:+.2f}",
+                "yes" if result["health"]["flagged"] else "no",
+                f"{result['seconds']:.0f}",
+            ]
+        )
+    print(
+        table(
+            [
+                "configuration / seed",
+                "lift, generations 1-5",
+                "first",
+                "late mean",
+                "late - first [95% CI]",
+                "decline",
+                "slope x1000/gen. [95% CI]",
+                "lag-1 ac.",
+                "health flag",
+                "seconds",
+            ],
+            rows,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
