@@ -40,7 +40,21 @@ def evaluated_generation(name: str, policy: Policy, generation: Generation, arti
 
 
 def candidate_frame(held_out: TrainingSet, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per (held-out decision, candidate action), and the offset of each decision's first row."""
+    """One row per (held-out decision, candidate action), and the offset of each decision's first row.
+
+    The last frame built is kept with ``held_out`` and handed out again for the same rows (treat it as read-only).
+    """
+    key = np.asarray(rows, dtype=np.int64).tobytes()
+    cached = held_out.candidate_frame_cache
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    frame, offsets = _candidate_frame(held_out, rows)
+    held_out.candidate_frame_cache = (key, frame, offsets)
+    return frame, offsets
+
+
+@paused_gc()
+def _candidate_frame(held_out: TrainingSet, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     records = []
     offsets = [0]
     for i, plain in zip(rows, held_out.contexts(rows), strict=True):

@@ -14,7 +14,7 @@ import gc
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,6 +54,11 @@ class TrainingSet:
     chosen_index: np.ndarray
     actions: dict[int, list[dict[str, Any]]]
     invalid_rewards_skipped: int = 0
+    #: The last candidate frame built from these logs (see ``evaluation.candidate_frame``): choosing the
+    #: exploration and the OPE report score the same held-out decisions.
+    candidate_frame_cache: tuple[bytes, pd.DataFrame, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.decision_ids)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from banditgate.ledger import matured, registry
 from banditgate.ledger.models import Decision, Reward
 from banditgate.pipelines import training_set
+from banditgate.pipelines.evaluation import candidate_frame
 from banditgate.pipelines.training_set import TrainingSet, _Columns, load_training_set, paused_gc
 from banditgate.policies.oracles.features import ACTION_ID, ACTION_PREFIX, CONTEXT_PREFIX
 from banditgate.simulator import PaymentWorld
@@ -110,6 +111,17 @@ def test_contexts_of_several_rows_equal_their_contexts_one_by_one() -> None:
     assert {type(v) for c in batch for v in c.values()} <= {str, int, float, bool}
     assert batch[2] == {"country": "FR"} and batch[4] == {}
     assert logs.contexts([]) == []
+
+
+def test_the_candidate_frame_is_built_once_for_the_same_rows() -> None:
+    logs = in_memory(built(BATCHES))
+    logs.actions = {i: [{"id": "none", "features": {"fee": 1.5}}, {"id": "3ds"}] for i in range(len(logs))}
+    frame, offsets = candidate_frame(logs, np.array([1, 2, 3]))
+    assert offsets.tolist() == [0, 2, 4, 6] and frame["action_id"].tolist() == ["none", "3ds"] * 3
+    assert frame["c:country"].tolist() == ["NL", "NL", "DE", "DE", "FR", "FR"]
+    assert candidate_frame(logs, np.array([1, 2, 3]))[0] is frame  # the OPE report reuses the gamma choice's
+    other, _ = candidate_frame(logs, np.array([1, 2]))
+    assert other is not frame and len(other) == 4
 
 
 def test_paused_gc_restores_the_collector() -> None:
