@@ -4,7 +4,8 @@ What is measured
     One call of :func:`banditgate.pipelines.retrain.retrain` on a SQLite ledger holding 1,000,000 matured
     decisions of the simulated payment world (10 actions; 22 context and 9 action features, plus the action
     id), logged by a uniform generation 0 through the real :class:`~banditgate.service.decider.Decider`:
-    reading the matured log, fitting LightGBM (100 trees), choosing SquareCB's gamma, the off-policy report
+    reading the matured log, fitting LightGBM (100 trees), choosing SquareCB's gamma and the floor with the
+    retraining's default options, the off-policy report
     on up to 50,000 held-out decisions (every candidate action scored), the artifact and the registration.
     It runs in a child process, so the peak resident memory reported is the retraining's own.
 
@@ -79,9 +80,8 @@ def child(path: Path, profile: Path | None) -> None:
 
     engine = make_engine(f"sqlite:///{path}")
     sessions = make_sessionmaker(engine)
-    options = RetrainOptions(
-        window=timedelta(days=DAYS + 1), as_of=WORLD.epoch + timedelta(days=DAYS + 1), gamma_schedule="budget"
-    )
+    # The defaults a new user gets (gamma and floor chosen from the evidence), over the whole ledger.
+    options = RetrainOptions(window=timedelta(days=DAYS + 1), as_of=WORLD.epoch + timedelta(days=DAYS + 1))
     if profile is not None:
         import cProfile
 
