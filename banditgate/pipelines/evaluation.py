@@ -16,7 +16,7 @@ import pandas as pd
 
 from banditgate.ledger.artifacts import generation_rule, load_artifact
 from banditgate.ledger.models import Generation, Policy
-from banditgate.pipelines.training_set import TrainingSet
+from banditgate.pipelines.training_set import TrainingSet, paused_gc
 from banditgate.policies.actions import Action
 from banditgate.policies.exploration import ExplorationRule, Greedy, Uniform
 from banditgate.policies.ope import LoggedBandit, evaluate_all
@@ -40,11 +40,24 @@ def evaluated_generation(name: str, policy: Policy, generation: Generation, arti
 
 
 def candidate_frame(held_out: TrainingSet, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per (held-out decision, candidate action), and the offset of each decision's first row."""
+    """One row per (held-out decision, candidate action), and the offset of each decision's first row.
+
+    The last frame built is kept with ``held_out`` and handed out again for the same rows (treat it as read-only).
+    """
+    key = np.asarray(rows, dtype=np.int64).tobytes()
+    cached = held_out.candidate_frame_cache
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    frame, offsets = _candidate_frame(held_out, rows)
+    held_out.candidate_frame_cache = (key, frame, offsets)
+    return frame, offsets
+
+
+@paused_gc()
+def _candidate_frame(held_out: TrainingSet, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     records = []
     offsets = [0]
-    for i in rows:
-        plain = held_out.context(i)
+    for i, plain in zip(rows, held_out.contexts(rows), strict=True):
         if i not in held_out.actions:
             raise ValueError(f"row {i}: candidate set not loaded; raise actions_for_last when loading")
         for action in held_out.actions[i]:
@@ -59,16 +72,21 @@ def score_candidates(oracle: RewardOracle, held_out: TrainingSet, rows: np.ndarr
     frame, offsets = candidate_frame(held_out, rows)
     sizes = np.diff(offsets)
     width = int(sizes.max())
-    return _padded(oracle.predict_frame(frame), offsets, width, 0.0), np.arange(width)[None, :] < sizes[:, None]
+    eligible = np.arange(width)[None, :] < sizes[:, None]
+    return _padded(oracle.predict_frame(frame), eligible, 0.0), eligible
 
 
-def _padded(values: np.ndarray, offsets: np.ndarray, width: int, fill: float) -> np.ndarray:
-    out = np.full((len(offsets) - 1, width), fill)
-    for i in range(len(offsets) - 1):
-        out[i, : offsets[i + 1] - offsets[i]] = values[offsets[i] : offsets[i + 1]]
+def _padded(values: np.ndarray, eligible: np.ndarray, fill: float) -> np.ndarray:
+    """``values`` (one per candidate, decision after decision) as a (decision, slot) matrix padded with ``fill``.
+
+    ``eligible`` marks the first ``size`` slots of each row, so its row-major order is the order of ``values``.
+    """
+    out = np.full(eligible.shape, fill)
+    out[eligible] = values
     return out
 
 
+@paused_gc()
 def evaluate_policies(
     held_out: TrainingSet,
     rows: np.ndarray,
@@ -86,7 +104,19 @@ def evaluate_policies(
     sizes = np.diff(offsets)
     width = int(sizes.max())
     eligible = np.arange(width)[None, :] < sizes[:, None]
-    q = _padded(reward_model.predict_frame(frame), offsets, width, 0.0)
+    # The candidate's oracle is usually the reward model too, and scores the frame for two policies (as served
+    # and greedy): each oracle scores the frame once.
+    scored: list[tuple[RewardOracle, np.ndarray]] = []
+
+    def scores_of(oracle: RewardOracle) -> np.ndarray:
+        for known, scores in scored:
+            if known is oracle:
+                return scores
+        scores = _padded(oracle.predict_frame(frame), eligible, 0.0)
+        scored.append((oracle, scores))
+        return scores
+
+    q = scores_of(reward_model)
     chosen = held_out.chosen_index[rows]
     report: dict[str, Any] = {
         "n": len(rows),
@@ -97,14 +127,11 @@ def evaluate_policies(
         "policies": {},
     }
     for policy in policies:
-        scores = (
-            _padded(policy.oracle.predict_frame(frame), offsets, width, 0.0)
-            if policy.oracle is not None
-            else np.zeros((len(rows), width))
-        )
+        scores = scores_of(policy.oracle) if policy.oracle is not None else np.zeros((len(rows), width))
         target = np.zeros((len(rows), width))
-        for i, k in enumerate(sizes):
-            target[i, :k] = policy.rule.probabilities(scores[i, :k])
+        # Plain floats per decision: the rules compute on them (numpy costs more than the arithmetic at ten actions).
+        for i, (row, k) in enumerate(zip(scores.tolist(), sizes.tolist(), strict=True)):
+            target[i, :k] = policy.rule.probability_list(row[:k])
         data = LoggedBandit(
             rewards=held_out.rewards[rows],
             actions=chosen,

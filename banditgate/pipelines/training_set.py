@@ -10,23 +10,22 @@ window is the short-term memory of the Adyen setting: only decisions made in the
 
 from __future__ import annotations
 
+import gc
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
-from sqlalchemy import Text, and_, cast, func, select
 from sqlalchemy.orm import Session
 
-from banditgate.ledger.models import Decision, Reward
+from banditgate.ledger import matured
 from banditgate.ledger.reward_kinds import RewardKind, kind_rule
 from banditgate.policies.oracles.features import ACTION_ID, ACTION_PREFIX, CONTEXT_PREFIX
-
-_FETCH = 20_000
 
 
 @dataclass
@@ -37,7 +36,8 @@ class TrainingSet:
     the other arrays are aligned with it, ``chosen_index`` being the position of the chosen action in its
     decision's candidate set. ``actions`` (every candidate, with features) is kept only for the most recent
     rows asked for, by row number: evaluation needs it, training does not, and for a million decisions it
-    would cost gigabytes.
+    would cost gigabytes. Decisions that offered the same candidate set share its decoded objects: read them,
+    do not change them.
     """
 
     policy: str
@@ -54,6 +54,11 @@ class TrainingSet:
     chosen_index: np.ndarray
     actions: dict[int, list[dict[str, Any]]]
     invalid_rewards_skipped: int = 0
+    #: The last candidate frame built from these logs (see ``evaluation.candidate_frame``): choosing the
+    #: exploration and the OPE report score the same held-out decisions.
+    candidate_frame_cache: tuple[bytes, pd.DataFrame, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -81,12 +86,45 @@ class TrainingSet:
             if name.startswith(CONTEXT_PREFIX) and value is not None and value == value  # NaN: absent
         }
 
+    def contexts(self, rows: Sequence[int] | np.ndarray) -> list[dict[str, Any]]:
+        """:meth:`context` of several rows: one slice of the frame instead of one row lookup each."""
+        names = [name for name in self.frame.columns if name.startswith(CONTEXT_PREFIX)]
+        keys = [name[len(CONTEXT_PREFIX) :] for name in names]
+        block = self.frame.iloc[np.asarray(rows, dtype=np.int64)][names]
+        return [
+            {key: value for key, value in zip(keys, values, strict=True) if value is not None and value == value}
+            for values in block.itertuples(index=False, name=None)
+        ]
+
     def split(self, fraction: float) -> tuple[np.ndarray, np.ndarray]:
         """Indices of a time split: the first ``1 - fraction`` of rows for training, the rest held out."""
         cut = round(len(self) * (1.0 - fraction))
         return np.arange(cut), np.arange(cut, len(self))
 
 
+#: Distinct candidate-set documents remembered while reading (the memo starts over beyond that).
+_CANDIDATE_SETS = 10_000
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector for a bulk read or conversion (also a function decorator).
+
+    Every collection walks every live container, and decoding a million decisions allocates tens of millions of
+    them while keeping some (the candidate sets of the recent decisions): the collector made about 60 full
+    passes over a growing heap and took 40% of the read. Decoded documents form no reference cycles, so nothing
+    is left for it; it resumes afterwards (if it was enabled).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@paused_gc()
 def load_training_set(
     session: Session,
     policy: str,
@@ -115,42 +153,10 @@ def load_training_set(
     """
     rule = reward_rule or kind_rule(reward_kind)
     start = as_of - window
-    in_window = and_(Decision.policy == policy, Decision.decided_at >= start, Decision.decided_at < as_of)
-    if generations is not None:
-        in_window = and_(in_window, Decision.generation.in_(generations))
     total = 0
-    # The latest revision received by as-of, per decision: one ordered scan into a dict. (A join against a
-    # grouped subquery let PostgreSQL pick a quadratic plan on freshly written tables.)
-    labels: dict[str, float] = {}
-    received = and_(Reward.kind == reward_kind, Reward.received_at <= as_of)
-    revisions = (
-        select(Reward.decision_id, Reward.value)
-        .where(received, rule.valid(Reward.value))
-        .order_by(Reward.decision_id, Reward.revision)
-    )
-    for batch in _batches(session.execute(revisions.execution_options(yield_per=_FETCH))):
-        labels.update(batch)
-    invalid: dict[str, int] = {}  # decision -> its invalid values (rare: no index spent on them)
-    for decision_id, count in session.execute(
-        select(Reward.decision_id, func.count())
-        .where(received, rule.invalid(Reward.value))
-        .group_by(Reward.decision_id)
-    ):
-        invalid[decision_id] = count
+    labels = matured.latest_rewards(session, reward_kind, as_of, rule)
+    invalid = matured.invalid_reward_counts(session, reward_kind, as_of, rule)
     skipped = 0
-    query = (
-        select(
-            Decision.decision_id,
-            Decision.generation,
-            cast(Decision.context, Text),
-            cast(Decision.actions, Text),
-            Decision.action_id,
-            Decision.propensity,
-            Decision.decided_at,
-        )
-        .where(in_window)
-        .order_by(Decision.decided_at, Decision.decision_id)
-    )
     columns = _Columns()
     ids: list[str] = []
     values: list[float] = []
@@ -158,18 +164,35 @@ def load_training_set(
     served_by: list[int] = []
     times: list[datetime] = []
     recent: deque[tuple[int, list[dict[str, Any]]]] = deque(maxlen=actions_for_last)
+    # Most decisions offer one of a few candidate sets: each distinct document is decoded once (with where each
+    # action id sits), which saves most of the read's JSON decoding.
+    candidate_sets: dict[str, tuple[list[dict[str, Any]], dict[str, int]]] = {}
     chosen: list[int] = []
-    for batch in _batches(session.execute(query.execution_options(yield_per=_FETCH))):
+    for batch in matured.window_decisions(session, policy, start, as_of, generations):
         total += len(batch)
+        contexts: list[dict[str, Any]] = []
+        action_ids: list[str] = []
+        features: list[dict[str, Any]] = []
         for decision_id, generation, context, actions_json, action_id, propensity, decided_at in batch:
             if invalid:
                 skipped += invalid.get(decision_id, 0)
             value = labels.get(decision_id)
             if value is None:
                 continue  # not matured: its reward has not been received by as-of
-            actions = orjson.loads(actions_json)
-            index = next(i for i, action in enumerate(actions) if action["id"] == action_id)
-            columns.add(orjson.loads(context), action_id, actions[index].get("features") or {})
+            known = candidate_sets.get(actions_json)
+            if known is None:
+                if len(candidate_sets) >= _CANDIDATE_SETS:
+                    candidate_sets.clear()
+                actions = orjson.loads(actions_json)
+                positions: dict[str, int] = {}
+                for i, action in enumerate(actions):
+                    positions.setdefault(action["id"], i)
+                known = candidate_sets[actions_json] = (actions, positions)
+            actions, positions = known
+            index = positions[action_id]
+            contexts.append(orjson.loads(context))
+            action_ids.append(action_id)
+            features.append(actions[index].get("features") or {})
             ids.append(decision_id)
             values.append(value)
             propensities.append(propensity)
@@ -178,6 +201,7 @@ def load_training_set(
             chosen.append(index)
             if actions_for_last:
                 recent.append((len(ids) - 1, actions))
+        columns.extend(contexts, action_ids, features)
         if progress is not None:
             progress(len(batch))
     return TrainingSet(
@@ -198,36 +222,57 @@ def load_training_set(
     )
 
 
-def _batches(result: Any) -> Iterator[list[Any]]:
-    while batch := result.fetchmany(_FETCH):
-        yield batch
-
-
 class _Columns:
-    """Column-wise accumulation: a million dicts would cost gigabytes, a list per column does not."""
+    """Column-wise accumulation: a million dicts would cost gigabytes, a list per column does not.
+
+    Columns appear in the order their keys are first seen (the action id, context keys, action feature keys);
+    a column absent from some rows holds None there. Rows are added a batch at a time, and a run of rows whose
+    documents have the same keys in the same order (nearly every row of a log) is transposed at once.
+    """
 
     def __init__(self) -> None:
         self._columns: dict[str, list[Any]] = {}
         self._strings: dict[str, str] = {}
         self._rows = 0
 
-    def add(self, context: dict[str, Any], action_id: str, features: dict[str, Any]) -> None:
-        self._set(ACTION_ID, action_id)
-        for key, value in context.items():
-            self._set(CONTEXT_PREFIX + key, value)
-        for key, value in features.items():
-            self._set(ACTION_PREFIX + key, value)
-        self._rows += 1
+    def extend(self, contexts: list[dict[str, Any]], action_ids: list[str], features: list[dict[str, Any]]) -> None:
+        """Append one row per (context, chosen action id, chosen action's features)."""
+        layouts = [(tuple(context), tuple(chosen)) for context, chosen in zip(contexts, features, strict=True)]
+        start = 0
+        while start < len(layouts):
+            layout = layouts[start]
+            end = start + 1
+            while end < len(layouts) and layouts[end] == layout:
+                end += 1
+            context_keys, feature_keys = layout
+            names = [ACTION_ID, *(CONTEXT_PREFIX + k for k in context_keys), *(ACTION_PREFIX + k for k in feature_keys)]
+            run = [
+                action_ids[start:end],
+                *zip(*(context.values() for context in contexts[start:end]), strict=True),
+                *zip(*(chosen.values() for chosen in features[start:end]), strict=True),
+            ]
+            for name, column_values in zip(names, run, strict=True):
+                self._column(name).extend(self._interned(column_values))
+            self._rows += end - start
+            start = end
 
-    def _set(self, name: str, value: Any) -> None:
+    def _column(self, name: str) -> list[Any]:
+        """The column ``name``, created if new and padded with None up to the rows added so far."""
         column = self._columns.get(name)
         if column is None:
             column = self._columns[name] = []
         if len(column) < self._rows:
             column.extend([None] * (self._rows - len(column)))  # the column was absent from earlier rows
-        if isinstance(value, str):
-            value = self._strings.setdefault(value, value)  # one object per distinct category, not per row
-        column.append(value)
+        return column
+
+    def _interned(self, values: Any) -> Any:
+        """``values`` with one string object per distinct category, not one per row."""
+        kinds = set(map(type, values))
+        if str not in kinds:
+            return values
+        if len(kinds) == 1:
+            return map(self._strings.setdefault, values, values)
+        return [self._strings.setdefault(v, v) if type(v) is str else v for v in values]
 
     def frame(self) -> pd.DataFrame:
         for column in self._columns.values():
