@@ -79,6 +79,8 @@ def evaluate(
             "feature_importance": (
                 candidate_policy.oracle.feature_importance().to_dict() if candidate_policy.oracle is not None else None
             ),
+            # How retraining chose the generation's floor and gamma (absent for generations trained before it did).
+            "exploration": (candidate.ope_report or {}).get("exploration"),
         }
     )
     return report

@@ -50,6 +50,11 @@ def test_evaluate_writes_json_and_html_reports(environment: dict[str, str], tmp_
     assert report["policies"]["uniform"]["estimates"]["ips"]["value"] == pytest.approx(report["logged_reward"])
     html = (tmp_path / "reports" / "default-generation-1-evaluation.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "switch_dr" in html
+    # How retraining chose the generation's floor and gamma, with every candidate it judged.
+    choice = report["exploration"]
+    assert choice["floor_rule"] == "evidence" and choice["gamma_rule"] == "ope"
+    assert len(choice["candidates"]) == len(RetrainOptions().gamma_candidates)
+    assert "How generation 1 explores" in html and f"{choice['gamma']:.0f} (chosen)" in html
     assert json.loads((tmp_path / "reports" / "default-generation-1-evaluation.json").read_text()) == report
 
 
