@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -19,8 +21,11 @@ ACTIONS = [
 ]
 
 
+@functools.cache
 def train_oracle(seed: int = 0, n: int = 3000) -> RewardOracle:
-    """Route B is best in NL, 3-D Secure for large amounts, route A otherwise."""
+    """Route B is best in NL, 3-D Secure for large amounts, route A otherwise.
+
+    Trained once per ``(seed, n)`` in a test session: the tests only predict with it and store its bytes."""
     rng = np.random.default_rng(seed)
     contexts = [
         {"amount_eur": float(rng.lognormal(4, 1)), "issuer_country": str(rng.choice(["NL", "DE", "FR"]))}
