@@ -64,3 +64,20 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 def server(settings: Settings) -> Iterator[LiveServer]:
     with LiveServer(settings) as live:
         yield live
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def module_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server (settings as ``settings``) for all the tests of a module, on SQLite and on PostgreSQL: for
+    modules whose tests only send requests that must be refused or that they can repeat, so that starting a
+    server on a new database for each of hundreds of cases is not most of their time."""
+    folder = tmp_path_factory.mktemp("module_server")
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{folder / 'ledger.db'}"
+    else:
+        database_url = postgres.fresh_database(request.getfixturevalue("postgres_admin_url"))
+    settings = Settings(
+        database_url=database_url, api_key=API_KEY, artifact_dir=folder / "artifacts", decision_process=False
+    )
+    with LiveServer(settings) as live:
+        yield live

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -19,8 +21,11 @@ ACTIONS = [
 ]
 
 
+@functools.cache
 def train_oracle(seed: int = 0, n: int = 3000) -> RewardOracle:
-    """Route B is best in NL, 3-D Secure for large amounts, route A otherwise."""
+    """Route B is best in NL, 3-D Secure for large amounts, route A otherwise.
+
+    Trained once per ``(seed, n)`` in a test session: the tests only predict with it and store its bytes."""
     rng = np.random.default_rng(seed)
     contexts = [
         {"amount_eur": float(rng.lognormal(4, 1)), "issuer_country": str(rng.choice(["NL", "DE", "FR"]))}
@@ -69,5 +74,7 @@ def without_gate(server: LiveServer) -> None:
 @pytest.fixture(name="settings", params=[False, True], ids=["in-process", "decision-process"])
 def settings_in_both_modes(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     """The test settings, deciding in the serving process and then in a decision process: import it into a test
-    module to run its tests both ways."""
-    return settings.model_copy(update={"decision_process": request.param})
+    module to run its tests both ways. Without the standby decision process, which only matters when a decision
+    process dies (test_decision_process.py and test_durability.py keep it): starting it imports the models'
+    libraries in one more process per server, seconds of CPU each time on a 2-core machine."""
+    return settings.model_copy(update={"decision_process": request.param, "decision_process_standby": False})

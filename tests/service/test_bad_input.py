@@ -1,7 +1,9 @@
 """Named bad inputs through a real uvicorn server: never a 5xx, always the exact 4xx and a message naming the problem.
 
 Bodies are sent as raw bytes, so the tests control exactly what is on the wire (NaN tokens, huge integers,
-missing Content-Type). Every case runs on SQLite and on PostgreSQL (the ``server`` fixture).
+missing Content-Type). Every case runs on SQLite and on PostgreSQL, all of a module's cases against one server per
+database (``module_server``): none of them may change what another one's answer is, and a server that has seen
+them all must still answer the next one right.
 """
 
 from __future__ import annotations
@@ -235,9 +237,9 @@ POLICY_CASES = [
 
 
 @pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    """A client for ``server`` with one decision already logged (``KNOWN_DECISION``)."""
-    with server.client() as client:
+def client(module_server: LiveServer) -> Iterator[httpx.Client]:
+    """A client for the module's server with one decision already logged (``KNOWN_DECISION``)."""
+    with module_server.client() as client:
         response = client.post("/v1/decisions", json={**VALID_DECISION, "decision_id": KNOWN_DECISION})
         assert response.status_code == 200, response.text
         yield client
@@ -322,7 +324,7 @@ def test_unstorable_strings_in_a_policy_are_not_a_server_error(
         assert_refused(response, Bad("unstorable", body, 422, (field_name,)))
 
 
-def test_a_bad_decision_does_not_fail_the_others_in_its_batch(server: LiveServer) -> None:
+def test_a_bad_decision_does_not_fail_the_others_in_its_batch(module_server: LiveServer) -> None:
     """Good decisions sent alongside unstorable ones all succeed: one client's bad row must not sink a batch."""
     poison = decision(context={"a": "nul\u0000byte"})
     bodies = [(False, decision(decision_id=f"good-{i}")) for i in range(48)]
@@ -330,7 +332,7 @@ def test_a_bad_decision_does_not_fail_the_others_in_its_batch(server: LiveServer
 
     def post(item: tuple[bool, bytes]) -> tuple[bool, int, str]:
         bad, body = item
-        with server.client() as client:
+        with module_server.client() as client:
             response = client.post("/v1/decisions", content=body, headers=JSON)
         return bad, response.status_code, response.text[:200]
 

@@ -154,6 +154,9 @@ def test_serve_with_two_workers_on_a_new_database(tmp_path: Path) -> None:
         **os.environ,
         "BANDITGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}",
         "BANDITGATE_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        # the standby decision processes (test_startup.py tests them) would be two more processes importing the
+        # models' libraries while the workers start
+        "BANDITGATE_DECISION_PROCESS_STANDBY": "false",
     }
     command = [sys.executable, "-m", "banditgate.service.cli", "serve", "--port", str(port), "--workers", "2"]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

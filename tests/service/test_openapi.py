@@ -21,8 +21,9 @@ KNOWN_DECISION = "openapi-known-decision"
 
 
 @pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as client:
+def client(module_server: LiveServer) -> Iterator[httpx.Client]:
+    """A client of the module's server (its cases' answers do not depend on what the others changed)."""
+    with module_server.client() as client:
         logged = client.post(
             "/v1/decisions", json={"decision_id": KNOWN_DECISION, "context": {}, "actions": [{"id": "a"}]}
         )

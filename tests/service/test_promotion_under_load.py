@@ -60,6 +60,8 @@ def start_server(database_url: str, artifact_dir: Path, log: IO[bytes]) -> tuple
         "BANDITGATE_API_KEY": API_KEY,
         "BANDITGATE_POLICY_REFRESH_SECONDS": "1",
         "BANDITGATE_LOG_LEVEL": "WARNING",
+        # no decision process dies here: a standby beside each one would only take CPU from the load
+        "BANDITGATE_DECISION_PROCESS_STANDBY": "false",
     }
     command = [sys.executable, "-m", "banditgate.service.cli", "serve", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -35,7 +35,14 @@ MS = timedelta(milliseconds=1)
 
 
 def _settings(database_url: str, tmp_path: Path, simulated_clock: bool = True) -> Settings:
-    return Settings(database_url=database_url, artifact_dir=tmp_path / "artifacts", simulated_clock=simulated_clock)
+    """Deciding in a decision process, as served by default, but without its standby: no decision process dies
+    here, and starting one more process per app is seconds of CPU."""
+    return Settings(
+        database_url=database_url,
+        artifact_dir=tmp_path / "artifacts",
+        simulated_clock=simulated_clock,
+        decision_process_standby=False,
+    )
 
 
 def _ledger(app: Any) -> tuple[dict[str, Decision], list[Reward]]:

@@ -42,6 +42,49 @@ def fill(
     """
     cache = PolicyCache(sessions, artifact_dir)
     cache.refresh()
+    serving = cache.get(policy)
+    # The decisions depend only on the traffic and on what the policy serves (a decision's draw is a hash of its
+    # id, policy and generation): a repeat of the same fill on another ledger reuses the rows decided before.
+    key = None
+    if serving is not None:
+        rule = serving.rule
+        key = (world, start, days, per_day, seed, policy, prefix, serving.generation, serving.model_sha256)
+        key += (rule.name, repr(sorted(rule.params().items())))
+    decided = _DECIDED.get(key) if key is not None else None
+    if decided is None:
+        decided = _decide(
+            cache, world, start=start, days=days, per_day=per_day, seed=seed, policy=policy, prefix=prefix
+        )
+        if key is not None:
+            _DECIDED[key] = decided
+            while len(_DECIDED) > _DECIDED_KEPT:
+                _DECIDED.pop(next(iter(_DECIDED)))
+    decisions, rewards, totals = decided
+    with sessions() as session, session.begin():
+        for i in range(0, len(decisions), 5000):
+            session.execute(insert(Decision), decisions[i : i + 5000])
+        for i in range(0, len(rewards), 5000):
+            session.execute(insert(Reward), rewards[i : i + 5000])
+    return dict(totals)
+
+
+#: Rows of recent fills (see :func:`fill`), oldest first, a few only: each holds thousands of decisions.
+_DECIDED: dict[tuple, tuple[list[dict], list[dict], dict[str, float]]] = {}
+_DECIDED_KEPT = 6
+
+
+def _decide(
+    cache: PolicyCache,
+    world: PaymentWorld,
+    *,
+    start: datetime,
+    days: int,
+    per_day: int,
+    seed: int,
+    policy: str,
+    prefix: str,
+) -> tuple[list[dict], list[dict], dict[str, float]]:
+    """The decision and reward rows of :func:`fill`, and its totals."""
     decider = Decider(cache, policy)
     decisions, rewards, expected, uniform, best = [], [], 0.0, 0.0, 0.0
     for t, tx in world.traffic(start=start, days=days, decisions_per_day=per_day, seed=seed, id_prefix=prefix):
@@ -63,18 +106,14 @@ def fill(
                     "received_at": event.observed_at,
                 }
             )
-    with sessions() as session, session.begin():
-        for i in range(0, len(decisions), 5000):
-            session.execute(insert(Decision), decisions[i : i + 5000])
-        for i in range(0, len(rewards), 5000):
-            session.execute(insert(Reward), rewards[i : i + 5000])
     n = max(len(decisions), 1)
-    return {
+    totals = {
         "decisions": len(decisions),
         "expected_reward": expected / n,
         "uniform_reward": uniform / n,
         "best_reward": best / n,
     }
+    return decisions, rewards, totals
 
 
 def fill_two_segments(
