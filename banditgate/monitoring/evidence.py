@@ -32,9 +32,7 @@ not depend on how many decisions the current window holds.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +46,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
+from banditgate.ledger.bulk import paused_gc
 from banditgate.ledger.models import Decision, Generation, Reward
 from banditgate.monitoring.reference_cache import ReferenceCache
 
@@ -308,7 +307,7 @@ class _Reader:
         return out, skipped
 
     def _columns(self, statement: Any, names: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-        with _no_gc():
+        with paused_gc():
             rows = _raw(self.session, statement)
             values = list(zip(*rows, strict=True)) if rows else [() for _ in names]
             del rows  # freed by reference counting now, instead of traversed by the collector once it is back on
@@ -377,15 +376,3 @@ def _streams(seed: int) -> list[np.random.SeedSequence]:
 def _chunks(values: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(values), _IN_CHUNK):
         yield values[i : i + _IN_CHUNK]
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """Millions of row tuples trigger the cyclic collector again and again, though none of them forms a cycle."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from banditgate.ledger.artifacts import generation_rule, load_artifact
+from banditgate.ledger.bulk import paused_gc
 from banditgate.ledger.models import Generation, Policy
-from banditgate.pipelines.training_set import TrainingSet, paused_gc
+from banditgate.pipelines.training_set import TrainingSet
 from banditgate.policies.actions import Action
 from banditgate.policies.exploration import ExplorationRule, Greedy, Uniform
 from banditgate.policies.ope import LoggedBandit, evaluate_all

@@ -10,10 +10,8 @@ window is the short-term memory of the Adyen setting: only decisions made in the
 
 from __future__ import annotations
 
-import gc
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +22,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from banditgate.ledger import matured
+from banditgate.ledger.bulk import paused_gc
 from banditgate.ledger.reward_kinds import RewardKind, kind_rule
 from banditgate.policies.oracles.features import ACTION_ID, ACTION_PREFIX, CONTEXT_PREFIX
 
@@ -104,24 +103,6 @@ class TrainingSet:
 
 #: Distinct candidate-set documents remembered while reading (the memo starts over beyond that).
 _CANDIDATE_SETS = 10_000
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause CPython's cyclic garbage collector for a bulk read or conversion (also a function decorator).
-
-    Every collection walks every live container, and decoding a million decisions allocates tens of millions of
-    them while keeping some (the candidate sets of the recent decisions): the collector made about 60 full
-    passes over a growing heap and took 40% of the read. Decoded documents form no reference cycles, so nothing
-    is left for it; it resumes afterwards (if it was enabled).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @paused_gc()

@@ -14,10 +14,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from banditgate.ledger import matured, registry
+from banditgate.ledger.bulk import paused_gc
 from banditgate.ledger.models import Decision, Reward
 from banditgate.pipelines import training_set
 from banditgate.pipelines.evaluation import candidate_frame
-from banditgate.pipelines.training_set import TrainingSet, _Columns, load_training_set, paused_gc
+from banditgate.pipelines.training_set import TrainingSet, _Columns, load_training_set
 from banditgate.policies.oracles.features import ACTION_ID, ACTION_PREFIX, CONTEXT_PREFIX
 from banditgate.simulator import PaymentWorld
 from tests.support.ledger_fill import fill
