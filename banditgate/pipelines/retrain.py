@@ -438,11 +438,15 @@ def _exploration(
             max_exploration=options.max_exploration,
             candidates=candidates,
         )
-    elif config.exploration == "squarecb" and options.gamma_schedule in ("sqrt", "budget"):
-        # Scores do not depend on gamma: compute them once for the most recent decisions (those whose candidate
-        # sets were loaded).
+    # The budget schedule and the trust region measure on the most recent decisions (those whose candidate sets
+    # were loaded); their scores do not depend on gamma, so they are computed once for both.
+    sample, sample_scores = [], []
+    if config.exploration == "squarecb" and (
+        options.gamma_schedule in ("sqrt", "budget") or options.trust_region is not None
+    ):
         sample = _recent_sample(training)
         sample_scores = [oracle.predict_decision(context, actions) for context, actions in sample]
+    if config.exploration == "squarecb" and options.gamma_schedule in ("sqrt", "budget"):
 
         def off_greedy_mass(gamma: float) -> float:
             rule = _squarecb(params, gamma, floor)
@@ -460,8 +464,6 @@ def _exploration(
             ess_target=options.ess_target,
         )
     if config.exploration == "squarecb" and options.trust_region is not None:
-        sample = _recent_sample(training)
-        sample_scores = [oracle.predict_decision(context, actions) for context, actions in sample]
         deployed_probabilities = [
             deployed.rule.probability_list(
                 deployed.oracle.predict_decision(context, actions)
