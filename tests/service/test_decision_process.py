@@ -197,6 +197,7 @@ def test_killing_the_decision_process_under_load_loses_no_acknowledged_decision(
     service = decision_process(server)
     acknowledged: list[str] = []
     unknown: list[str] = []
+    lost: list[str] = []
     statuses: list[int] = []
 
     async def burst(n: int, kill_after: int) -> None:
@@ -206,7 +207,14 @@ def test_killing_the_decision_process_under_load_loses_no_acknowledged_decision(
 
             async def one(i: int) -> None:
                 async with connections:
-                    response = await client.post("/v1/decisions", json={**BODY, "decision_id": f"burst-{i}"})
+                    try:
+                        response = await client.post("/v1/decisions", json={**BODY, "decision_id": f"burst-{i}"})
+                    except httpx.TransportError:
+                        # A kept-alive connection the server closed as idle just as this request went out (on a
+                        # loaded machine the client can leave one idle past the server's keep-alive): the
+                        # client never learns the outcome, so it sends the same decision_id again, as for a 503.
+                        lost.append(f"burst-{i}")
+                        return
                 statuses.append(response.status_code)
                 if response.status_code == 200:
                     acknowledged.append(f"burst-{i}")
@@ -225,8 +233,9 @@ def test_killing_the_decision_process_under_load_loses_no_acknowledged_decision(
     assert set(acknowledged) <= stored, f"{len(set(acknowledged) - stored)} acknowledged decisions were lost"
     wait_until(service.available)
     with server.client() as client:
-        retried = [client.post("/v1/decisions", json={**BODY, "decision_id": i}) for i in unknown]
-    assert [r.status_code for r in retried] == [200] * len(unknown)
+        retried = [client.post("/v1/decisions", json={**BODY, "decision_id": i}) for i in unknown + lost]
+    assert [r.status_code for r in retried] == [200] * len(unknown + lost)
+    assert len(lost) < 100, f"{len(lost)} requests lost their connection"
 
 
 def test_the_decision_process_answers_malformed_requests_and_closes_on_garbage(tmp_path: Path) -> None:
