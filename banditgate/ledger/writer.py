@@ -70,7 +70,7 @@ class BatchingWriter:
     def __init__(self, sessions: sessionmaker[Session], max_batch: int = 512, commit_interval: float = 0.001) -> None:
         self._sessions = sessions
         self._engine: Engine = sessions.kw["bind"]
-        self._insert = _insert_ignoring_duplicates(self._engine)
+        self._insert = insert_ignoring_duplicates(self._engine)
         self._max_batch = max_batch
         self._commit_interval = commit_interval
         self._last_flush = 0.0
@@ -251,7 +251,9 @@ class BatchingWriter:
                 job.future.set_result(result)
 
 
-def _insert_ignoring_duplicates(engine: Engine) -> _PostgreSQLInsert | _SQLiteInsert:
+def insert_ignoring_duplicates(engine: Engine) -> _PostgreSQLInsert | _SQLiteInsert:
+    """The batch insert of decisions for ``engine``'s dialect that skips ids already logged; its ``run(connection,
+    records)`` returns how many rows were new (the batching writer and the joiner share it)."""
     if engine.dialect.name == "sqlite":
         return _SQLiteInsert()
     if engine.dialect.name == "postgresql":
