@@ -48,6 +48,8 @@ if TYPE_CHECKING:  # imported where options are built: every process loads the s
 
 CONFIG_ENV = "BANDITGATE_CONFIG"
 REWARD_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+#: Kafka's own rule for topic (and here group) names.
+KAFKA_TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 
 #: How a reward kind's values are declared: ``"binary"`` (0 or 1) or a range ``[minimum, maximum]``.
 RewardKindSetting = Literal["binary"] | Annotated[tuple[float, float], Field(description="[minimum, maximum]")]
@@ -132,6 +134,36 @@ class Settings(BaseSettings):
 
     database_url: str = Field(default="sqlite:///./banditgate.db", description="SQLAlchemy URL of the ledger")
     kafka_bootstrap_servers: str | None = Field(default=None, description="unset = embedded transport")
+    kafka_decisions_topic: str = Field(
+        default="banditgate.decisions", pattern=KAFKA_TOPIC_PATTERN, description="Kafka topic of decision events"
+    )
+    kafka_rewards_topic: str = Field(
+        default="banditgate.rewards", pattern=KAFKA_TOPIC_PATTERN, description="Kafka topic of reward events"
+    )
+    kafka_partitions: int = Field(
+        default=6,
+        ge=1,
+        le=10_000,
+        description="partitions of each topic when it is created (the most joiners that share work)",
+    )
+    joiner_group_id: str = Field(
+        default="banditgate-joiner",
+        pattern=KAFKA_TOPIC_PATTERN,
+        description="Kafka consumer group of the joiners (banditgate joiner); joiners of one group share partitions",
+    )
+    joiner_hold_seconds: float = Field(
+        default=3600.0,
+        gt=0.0,
+        le=30 * 86_400.0,
+        description="a reward whose decision has not reached the ledger is held this long, then recorded as orphaned "
+        "(an orphan is still joined if its decision comes later)",
+    )
+    joiner_max_batch: int = Field(
+        default=5000, ge=1, le=100_000, description="most events a joiner writes in one database transaction"
+    )
+    joiner_metrics_port: int = Field(
+        default=9464, ge=0, le=65_535, description="port of the joiner's Prometheus /metrics (0: none)"
+    )
     api_key: SecretStr | None = Field(
         default=None,
         description=f"required by admin endpoints (X-API-Key); at least {MIN_API_KEY_LENGTH} characters; unset or "
