@@ -91,10 +91,10 @@ class JoinerMetrics:
             ["status"],
             registry=r,
         )
-        self.held = Gauge("banditgate_joiner_rewards_held", "Rewards waiting for their decision", registry=r)
-        self.orphaned = Gauge(
-            "banditgate_joiner_rewards_orphaned",
-            "Rewards whose decision had not arrived within the hold time",
+        self.waiting = Gauge(
+            "banditgate_joiner_rewards_waiting",
+            "Rewards in the ledger waiting for their decision: held, or orphaned (past the hold time)",
+            ["status"],
             registry=r,
         )
         self.orphaned_total = Counter(
@@ -128,6 +128,10 @@ class JoinerMetrics:
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` on ``port`` from a background thread."""
         start_http_server(port, addr=host, registry=self.registry)
+
+    def set_waiting(self, held: int, orphaned: int) -> None:
+        self.waiting.labels("held").set(held)
+        self.waiting.labels("orphaned").set(orphaned)
 
     def count(self, counts: JoinCounts, decisions: int, rewards: int) -> None:
         self.consumed.labels("decision").inc(decisions)
@@ -314,8 +318,10 @@ class Joiner:
                 offsets[tp] = record.offset + 1
         counts = self._write(decisions, rewards, skipped)
         self.metrics.count(counts, len(decisions), len(rewards))
-        if counts.rewards.get("held"):
-            log.info("%d rewards held for their decisions", counts.rewards["held"])
+        if counts.rewards.get("held") or counts.joined:
+            if counts.rewards.get("held"):
+                log.info("%d rewards held for their decisions", counts.rewards["held"])
+            self.metrics.set_waiting(*self.writer.waiting())
         if self._on_database_commit is not None:
             self._on_database_commit()
         if offsets:
@@ -363,8 +369,7 @@ class Joiner:
                 self.options.hold.total_seconds(),
                 ", ".join(result.orphaned[:20]) + (" ..." if len(result.orphaned) > 20 else ""),
             )
-        self.metrics.held.set(result.held_now)
-        self.metrics.orphaned.set(result.orphaned_now)
+        self.metrics.set_waiting(result.held_now, result.orphaned_now)
 
     def _update_lag(self, consumer: KafkaConsumer) -> None:
         self._last_lag = time.monotonic()
