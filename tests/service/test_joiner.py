@@ -236,10 +236,9 @@ def test_an_unreadable_event_stops_the_joiner_at_it_and_nothing_after_it_is_lost
 KILLED_JOINER = textwrap.dedent(
     """
     import os, signal, sys
-    from datetime import timedelta
+
     from banditgate.ledger.db import make_engine
     from banditgate.ledger.join import JoinWriter
-from banditgate.ledger.migrate import upgrade
     from banditgate.service.joiner import Joiner, JoinerOptions
 
     url, servers, decisions, rewards, group = sys.argv[1:6]
