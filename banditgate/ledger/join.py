@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import ARRAY, Connection, Engine, String, any_, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from banditgate.ledger.db import json_dumps
 from banditgate.ledger.decision_log import (
     DEFAULT_MAX_REVISIONS,
     InvalidReward,
@@ -284,10 +285,10 @@ class JoinWriter:
         """The held and orphaned rewards of these decisions, in the order they were read."""
         ids = sorted(set(decision_ids))
         rows: list[Any] = []
-        for start in range(0, len(ids), _CHUNK):
+        for chunk in _chunks(connection, ids):
             rows += connection.execute(
                 select(RewardEventRow.__table__).where(
-                    RewardEventRow.status.in_(WAITING), RewardEventRow.decision_id.in_(ids[start : start + _CHUNK])
+                    RewardEventRow.status.in_(WAITING), _among(connection, RewardEventRow.decision_id, chunk)
                 )
             ).all()
         rows.sort(key=lambda row: row.id)
@@ -346,10 +347,8 @@ class JoinWriter:
                 if reward.previous_status == ORPHANED:
                     log.info("orphaned reward %s joined its decision %s late", reward.event_id, reward.decision_id)
             counts.count(status)
-        if new_rewards:
-            connection.execute(insert(Reward.__table__), new_rewards)
-        if new_events:
-            connection.execute(insert(RewardEventRow.__table__), new_events)
+        _insert_rows(connection, Reward.__table__, new_rewards)
+        _insert_rows(connection, RewardEventRow.__table__, new_events)
 
     def _rule(self, reward: _Waiting, latest: dict[tuple[str, str], RewardRecord]) -> tuple[str, str]:
         """The reward rules for one reward; updates ``latest`` with the revision it makes."""
@@ -371,10 +370,8 @@ class JoinWriter:
     @staticmethod
     def _latest(connection: Connection, decision_ids: list[str]) -> dict[tuple[str, str], RewardRecord]:
         latest: dict[tuple[str, str], RewardRecord] = {}
-        for start in range(0, len(decision_ids), _CHUNK):
-            rows = connection.execute(
-                select(Reward.__table__).where(Reward.decision_id.in_(decision_ids[start : start + _CHUNK]))
-            )
+        for chunk in _chunks(connection, decision_ids):
+            rows = connection.execute(select(Reward.__table__).where(_among(connection, Reward.decision_id, chunk)))
             for row in rows:
                 key = (row.decision_id, row.kind)
                 if key not in latest or row.revision > latest[key].revision:
@@ -412,11 +409,41 @@ def _event_row(reward: _Waiting, status: str, detail: str, now: datetime, settle
 
 
 def _chunked_scalars(connection: Connection, column: Any, key: Any, values: list[str]) -> list[Any]:
-    """``SELECT column WHERE key IN values``, a thousand values at a time."""
+    """``SELECT column WHERE key IN values``, in chunks."""
     found: list[Any] = []
-    for start in range(0, len(values), _CHUNK):
-        found += connection.execute(select(column).where(key.in_(values[start : start + _CHUNK]))).scalars().all()
+    for chunk in _chunks(connection, values):
+        found += connection.execute(select(column).where(_among(connection, key, chunk))).scalars().all()
     return found
+
+
+def _chunks(connection: Connection, values: list[str]) -> Iterable[list[str]]:
+    # PostgreSQL takes a whole batch as one array parameter; SQLite takes an IN list of at most _CHUNK.
+    size = (len(values) or 1) if connection.dialect.name == "postgresql" else _CHUNK
+    return (values[start : start + size] for start in range(0, len(values), size))
+
+
+def _among(connection: Connection, column: Any, values: list[str]) -> Any:
+    """``column IN values``: on PostgreSQL ``= ANY(array)``, one parameter instead of one per value (the
+    driver's handling of a thousand placeholders cost more than the query)."""
+    if connection.dialect.name == "postgresql":
+        return column == any_(cast(values, ARRAY(String)))
+    return column.in_(values)
+
+
+def _insert_rows(connection: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys): on PostgreSQL as one JSON parameter the server unpacks
+    (like the decisions of :func:`~banditgate.ledger.writer.insert_ignoring_duplicates`), else executemany."""
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        connection.execute(insert(table), rows)
+        return
+    names = ", ".join(rows[0])
+    connection.exec_driver_sql(
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM jsonb_populate_recordset(NULL::{table.name}, "
+        "%(rows)s::jsonb)",
+        {"rows": json_dumps(rows)},
+    )
 
 
 def _waiting_counts(connection: Connection) -> tuple[int, int]:

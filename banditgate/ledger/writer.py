@@ -21,7 +21,6 @@ from datetime import UTC
 from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Connection, Engine, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -262,15 +261,28 @@ def insert_ignoring_duplicates(engine: Engine) -> _PostgreSQLInsert | _SQLiteIns
 
 
 class _PostgreSQLInsert:
-    """``INSERT .. ON CONFLICT DO NOTHING RETURNING decision_id`` of a batch; ``run`` returns how many were new."""
+    """One ``INSERT .. SELECT FROM jsonb_populate_recordset(..) ON CONFLICT DO NOTHING`` per batch; ``run`` returns
+    how many were new.
+
+    The whole batch travels as one JSON parameter that the server unpacks into rows: a multi-row ``VALUES``
+    statement with a dozen parameters per decision cost more in the driver's and SQLAlchemy's parameter
+    handling (about 0.3 ms per decision) than the server takes to store it. JSON values go in as written by
+    ``json_dumps`` (like the JSON columns: no NaN), times as RFC 3339 with their offset.
+    """
 
     def __init__(self) -> None:
         table = Decision.__table__
-        statement = postgresql_insert(table).on_conflict_do_nothing(index_elements=[table.c.decision_id])
-        self.statement = statement.returning(table.c.decision_id)
+        self.columns = [column.name for column in table.columns]
+        names = ", ".join(self.columns)
+        self.sql = (
+            f"INSERT INTO decisions ({names}) SELECT {names} FROM jsonb_populate_recordset(NULL::decisions, "
+            "%(rows)s::jsonb) ON CONFLICT (decision_id) DO NOTHING"
+        )
 
     def run(self, connection: Connection, records: list[DecisionRecord]) -> int:
-        return len(set(connection.scalars(self.statement, [record.as_row() for record in records])))
+        logged_at = utcnow()
+        rows = [{**record.as_row(), "logged_at": logged_at} for record in records]
+        return connection.exec_driver_sql(self.sql, {"rows": json_dumps(rows)}).rowcount
 
 
 class _SQLiteInsert:
