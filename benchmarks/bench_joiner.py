@@ -44,7 +44,16 @@ import numpy as np
 BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS.parent))
 
-from benchmarks.workload import Shape, code_state, environment, make_actions, make_context, table, write_results  # noqa: E402
+from benchmarks.workload import (  # noqa: E402
+    Shape,
+    code_state,
+    environment,
+    make_actions,
+    make_context,
+    process_cpu_seconds,
+    table,
+    write_results,
+)
 
 TARGET = 5_000.0
 AIM = 20_000.0
@@ -74,7 +83,7 @@ class Clock:
 
 
 @contextmanager
-def direct_broker() -> Iterator[str]:
+def direct_broker() -> Iterator[tuple[str, int]]:
     """Tansu on a free port, reached directly: the tests' outage relay would relay every byte through
     threads of this process, competing with the joiner for its interpreter."""
     from tests.support import kafka
@@ -88,7 +97,7 @@ def direct_broker() -> Iterator[str]:
     process = subprocess.Popen([*command, "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL)
     try:
         kafka.wait_for_port(port, 60)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -193,6 +202,13 @@ def run_joiner(joiner_factory: Any, clock: Clock, timeout: float) -> float:
     return clock.first - started
 
 
+def capacity(used: dict[str, float], n: int) -> float:
+    """Events per second with two cores to itself: the joiner is one Python thread (one core at most), the
+    broker and the database take the rest."""
+    total = sum(used.values()) / n
+    return min(2.0 / total, 1.0 / (used["joiner"] / n)) if total > 0 else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--decisions", type=int, default=100_000)
@@ -219,7 +235,7 @@ def main() -> None:
     decisions = decision_events(n)
     results["event_bytes_mean"] = sum(len(v) for _, v in decisions) / n
     rows: list[list[Any]] = []
-    with direct_broker() as servers, postgres.postgres_server() as admin:
+    with direct_broker() as (servers, broker_pid), postgres.postgres_server() as admin:
         engine = make_engine(postgres.fresh_database(admin))
         upgrade(engine)
         opts = JoinerOptions(
@@ -235,6 +251,26 @@ def main() -> None:
         seconds = produce(servers, opts.decisions_topic, decisions)
         print(f"pre-loaded {n:,} decisions in {seconds:.1f} s ({n / seconds:,.0f}/s)", flush=True)
         del decisions
+
+        def cpu(broker: int) -> dict[str, Any]:
+            """CPU seconds so far of the joiner (this process), each PostgreSQL server process, the broker."""
+            with engine.connect() as connection:
+                pids = connection.exec_driver_sql("SELECT pid FROM pg_stat_activity").scalars().all()
+            return {
+                "joiner": time.process_time(),
+                "postgresql": {pid: process_cpu_seconds(pid) for pid in pids},
+                "broker": process_cpu_seconds(broker),
+            }
+
+        def spent(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+            # A server process that started meanwhile counts from zero; one that ended meanwhile is lost (rare:
+            # the engine's pool keeps its connections).
+            database = sum(t - before["postgresql"].get(pid, 0.0) for pid, t in after["postgresql"].items())
+            return {
+                "joiner": after["joiner"] - before["joiner"],
+                "postgresql": database,
+                "broker": after["broker"] - before["broker"],
+            }
 
         def count(column: Any) -> int:
             with engine.connect() as connection:
@@ -263,7 +299,9 @@ def main() -> None:
             def factory(writer: JoinWriter = writer, clock: Clock = clock) -> Joiner:
                 return Joiner(writer, opts, on_database_commit=clock.committed)
 
+            cpu_before = cpu(broker_pid)
             join_seconds = run_joiner(factory, clock, args.timeout)
+            used = spent(cpu_before, cpu(broker_pid))
             assert clock.first is not None and clock.last is not None
             elapsed = clock.last - clock.first
             rate = n / elapsed
@@ -274,14 +312,20 @@ def main() -> None:
                 "batches": clock.batches,
                 "database_seconds": round(clock.writing, 3),
                 "group_join_seconds": round(join_seconds, 1),
+                # CPU seconds of the whole phase (the group join included): what the rate would be with the
+                # machine's two cores to itself, whatever else ran on it meanwhile.
+                "cpu_seconds": {name: round(value, 2) for name, value in used.items()},
+                "cpu_ms_per_event": round(1000 * sum(used.values()) / n, 3),
+                "per_second_if_cpu_bound_on_2_cores": round(capacity(used, n), 1),
             }
-            rows.append([name, n, elapsed, rate, clock.writing, clock.batches, join_seconds])
+            rows.append([name, n, elapsed, rate, clock.writing, clock.batches, join_seconds, capacity(used, n)])
             print(f"{name}: {n:,} in {elapsed:.2f} s = {rate:,.0f}/s ({clock.batches} batches)", flush=True)
         engine.dispose()
     met = results["decisions"]["per_second"] >= TARGET
     results["target_decisions_per_second"] = TARGET
     results["met"] = met
-    print(table(["events", "n", "seconds", "per second", "of which database s", "batches", "group join s"], rows))
+    headers = ["events", "n", "seconds", "per second", "database s", "batches", "group join s", "CPU-bound /s"]
+    print(table(headers, rows))
     print(f"target >= {TARGET:,.0f} decisions/s: {'met' if met else 'MISSED'} (aim {AIM:,.0f})")
     print(f"results: {write_results('bench_joiner', results)}")
 
