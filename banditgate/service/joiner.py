@@ -52,6 +52,10 @@ class StoppedAtEvent(RuntimeError):
         self.topic, self.partition, self.offset, self.reason, self.future = topic, partition, offset, reason, future
 
 
+class BrokerUnreachable(RuntimeError):
+    """No broker answered at start-up."""
+
+
 def parse_skip(value: str) -> tuple[str, int, int]:
     """``TOPIC:PARTITION:OFFSET`` as a tuple; :class:`ValueError` saying what is wrong otherwise.
 
@@ -389,8 +393,12 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int
     """Create the topics that do not exist yet, with ``partitions`` partitions each."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
+    from kafka.errors import KafkaError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="banditgate-joiner-admin")
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="banditgate-joiner-admin")
+    except KafkaError as exc:
+        raise BrokerUnreachable(f"cannot reach a Kafka broker at {bootstrap_servers}: {exc}") from None
     try:
         # Replication factor -1: the broker's default (default.replication.factor).
         result = admin.create_topics([NewTopic(t, partitions, -1) for t in topics], raise_errors=False)

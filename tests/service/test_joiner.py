@@ -284,3 +284,28 @@ def test_a_joiner_killed_between_its_database_and_offset_commits_duplicates_and_
     redelivered = metrics.registry.get_sample_value("banditgate_joiner_events_duplicate_total", {"type": "decision"})
     redelivered += metrics.registry.get_sample_value("banditgate_joiner_events_duplicate_total", {"type": "reward"})
     assert redelivered == written, "the killed joiner's batch was read again and recognised"
+
+
+def test_the_joiner_command_exits_1_naming_the_event_it_stopped_at(kafka_broker: Broker, tmp_path: Path) -> None:
+    opts = options(kafka_broker, partitions=1)
+    produce(kafka_broker, [*events(opts, decision(1)), (opts.rewards_topic, b"tx-1", b"not json")])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.getcwd(),
+        "BANDITGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "BANDITGATE_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "BANDITGATE_KAFKA_DECISIONS_TOPIC": opts.decisions_topic,
+        "BANDITGATE_KAFKA_REWARDS_TOPIC": opts.rewards_topic,
+        "BANDITGATE_KAFKA_PARTITIONS": "1",
+        "BANDITGATE_JOINER_GROUP_ID": opts.group_id,
+    }
+    command = [sys.executable, "-m", "banditgate.service.cli", "joiner", "--metrics-port", "0"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"stopped at {opts.rewards_topic}:0:0: not a JSON document" in done.stderr
+    assert f"--skip-offset {opts.rewards_topic}:0:0" in done.stderr
+    engine = make_engine(env["BANDITGATE_DATABASE_URL"])
+    try:
+        assert count(engine, Decision.decision_id) == 1  # the decision of the other topic is in
+    finally:
+        engine.dispose()

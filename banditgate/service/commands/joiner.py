@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from banditgate.service.commands.exits import EXIT_FAILED, EXIT_USAGE, load_settings
+from banditgate.service.commands.exits import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, load_settings
 
 
 def joiner_command(
@@ -72,7 +72,7 @@ def joiner_command(
     from banditgate.ledger.db import make_engine
     from banditgate.ledger.join import JoinWriter
     from banditgate.ledger.migrate import upgrade
-    from banditgate.service.joiner import Joiner, JoinerMetrics, JoinerOptions, StoppedAtEvent
+    from banditgate.service.joiner import BrokerUnreachable, Joiner, JoinerMetrics, JoinerOptions, StoppedAtEvent
 
     engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     upgrade(engine)
@@ -99,5 +99,8 @@ def joiner_command(
     except StoppedAtEvent as exc:
         typer.secho(f"joiner {exc}", fg="red", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+    except BrokerUnreachable as exc:
+        typer.secho(f"{exc} (BANDITGATE_KAFKA_BOOTSTRAP_SERVERS)", fg="red", err=True)
+        raise typer.Exit(EXIT_UNREACHABLE) from None
     finally:
         engine.dispose()
