@@ -288,6 +288,7 @@ def test_a_joiner_killed_between_its_database_and_offset_commits_duplicates_and_
 
 def test_the_joiner_command_exits_1_naming_the_event_it_stopped_at(kafka_broker: Broker, tmp_path: Path) -> None:
     opts = options(kafka_broker, partitions=1)
+    ensure_topics(opts.bootstrap_servers, [opts.decisions_topic, opts.rewards_topic], 1)
     produce(kafka_broker, [*events(opts, decision(1)), (opts.rewards_topic, b"tx-1", b"not json")])
     env = {
         **os.environ,
