@@ -22,7 +22,7 @@ from banditgate.ledger.models import AuditEvent, Generation, Policy
 #: The sufficiency model's dimensions, in the order the gate reports them.
 DIMENSIONS = ("completeness", "freshness", "reliability", "representativeness")
 #: Stored evaluations of one generation plotted over time.
-GATE_HISTORY = 60
+GATE_HISTORY = 30
 #: Audit events listed.
 AUDIT_EVENTS = 20
 
