@@ -45,7 +45,8 @@ class RecentActivity:
 
     ``explored`` counts decisions whose chosen action was not the most probable one, or that a uniform
     generation 0 made (the same rule as the ``banditgate_decisions_total`` metric's ``explored`` label).
-    Rates are per minute over the sample's span, from its first decision to its last.
+    Rates are per minute over the sample's span, from its first decision to its last; the reward rate counts
+    the first arrival of each (decision, kind) label within that span (later labels count in ``rewards``).
     """
 
     policy: str
@@ -148,7 +149,7 @@ def recent_activity(session: Session, policy: str, limit: int = DEFAULT_SAMPLE, 
         for row in rows:
             decided[_bucket(row.decided_at, first, width, buckets)] += 1
         for at in first_received.values():
-            if at >= first:  # a label received before the sample's span is outside its timeline
+            if first <= at <= last:  # the rate of arrivals while these decisions were made
                 received[_bucket(at, first, width, buckets)] += 1
         timeline = [Bucket(first + timedelta(seconds=i * width), decided[i], received[i]) for i in range(buckets)]
     return RecentActivity(
@@ -166,7 +167,7 @@ def recent_activity(session: Session, policy: str, limit: int = DEFAULT_SAMPLE, 
 
 
 def _bucket(at: datetime, first: datetime, width: float, buckets: int) -> int:
-    # Labels received after the last decision fall in the last bucket: the timeline ends at the sample's end.
+    # The last decision itself lies on the end of the last bucket.
     return min(int((at - first).total_seconds() // width), buckets - 1)
 
 

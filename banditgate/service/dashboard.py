@@ -92,7 +92,6 @@ class GateView:
     explanation: str = ""
     #: ``{"t": [unix seconds], "S": [...], "S_proxy": [...], dimension: [...]}`` over the stored evaluations.
     series: dict[str, list[float | None]] = field(default_factory=dict)
-    levels: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,6 @@ def gate_view(session: Session, policy: str, generation: int) -> GateView:
         sufficient_on=None if days is None or days > 36_500 else latest.as_of + timedelta(days=days),
         explanation=str(latency.get("explanation", "")),
         series=series,
-        levels=[row.level for row in history],
     )
 
 

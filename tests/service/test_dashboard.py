@@ -183,8 +183,9 @@ def test_activity_counts_rates_actions_and_exploration_of_recent_decisions(dashb
 
 
 def test_exploration_is_a_choice_below_the_most_probable_action(sessions) -> None:
-    """A trained generation explores when it picks an action other than its most probable one."""
-    from banditgate.ledger.models import Decision
+    """A trained generation explores when it picks an action other than its most probable one; a reward's latest
+    revision counts, and a label arriving after the sample's last decision is not part of its rate."""
+    from banditgate.ledger.models import Decision, Reward
 
     with sessions() as session, session.begin():
         registry.put_policy(session, "p", registry.PolicySpec(), actor="setup")
@@ -206,12 +207,25 @@ def test_exploration_is_a_choice_below_the_most_probable_action(sessions) -> Non
                     decided_at=NOW + timedelta(seconds=i),
                 )
             )
+        session.flush()
+        for decision, kind, revision, value, after in [
+            ("d0", "authorisation", 1, 0.0, timedelta(seconds=1)),
+            ("d0", "authorisation", 2, 1.0, timedelta(seconds=2)),
+            ("d1", "chargeback", 1, 1.0, timedelta(days=30)),
+        ]:
+            at = NOW + after
+            session.add(
+                Reward(decision_id=decision, kind=kind, revision=revision, value=value, observed_at=at, received_at=at)
+            )
     with sessions() as session:
         activity = recent_activity(session, "p")
         latest_two = recent_activity(session, "p", limit=2)
     assert (activity.decisions, activity.explored, activity.actions) == (4, 3, {"b": 2, "a": 2})
     assert activity.generations == {0: 1, 1: 3} and activity.decisions_per_minute == pytest.approx(4 / 0.05)
     assert (latest_two.decisions, latest_two.explored) == (2, 2)
+    assert [(r.kind, r.count, r.mean) for r in activity.rewards] == [("authorisation", 1, 1.0), ("chargeback", 1, 1.0)]
+    assert sum(b.rewards for b in activity.timeline) == 1 and sum(b.decisions for b in activity.timeline) == 4
+    assert activity.rewards_per_minute == pytest.approx(1 / 0.05)
     with pytest.raises(ValueError, match="limit"):
         recent_activity(session, "p", limit=0)
 
