@@ -21,6 +21,8 @@ from banditgate.ledger.models import AuditEvent, Generation, Policy
 
 #: The sufficiency model's dimensions, in the order the gate reports them.
 DIMENSIONS = ("completeness", "freshness", "reliability", "representativeness")
+#: The thresholds of S each evaluation was judged with (its options' parameters), drawn with S.
+THRESHOLDS = ("sufficient", "degraded")
 #: Stored evaluations of one generation plotted over time.
 GATE_HISTORY = 30
 #: Audit events listed.
@@ -90,14 +92,43 @@ class GateView:
     days_until_sufficient: float | None = None
     sufficient_on: datetime | None = None
     explanation: str = ""
-    #: ``{"t": [unix seconds], "S": [...], "S_proxy": [...], dimension: [...]}`` over the stored evaluations.
+    #: ``{"t": [unix seconds], "S": [...], "S_proxy": [...], dimension: [...], threshold: [...]}`` over the
+    #: stored evaluations.
     series: dict[str, list[float | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    number: int
+    state: str
+    x: float
+    title: str
+
+
+@dataclass(frozen=True)
+class LineageEdge:
+    """An arc from a parent generation to a generation trained while it was deployed (SVG path data)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """The generations as a picture: one node each, oldest on the left, an arc from each to its parent."""
+
+    nodes: list[LineageNode]
+    edges: list[LineageEdge]
+    width: float
+    height: float
+    y: float
+    radius: float = 14.0
 
 
 @dataclass(frozen=True)
 class PolicyPage:
     policy: Policy
     generations: list[GenerationView]
+    lineage: Lineage
     audit: list[AuditEvent]
     gate: GateView | None
     candidates: list[int]
@@ -121,6 +152,7 @@ def policy_page(session: Session, name: str, gate_generation: int | None = None)
     return PolicyPage(
         policy=policy,
         generations=views,
+        lineage=lineage(views),
         audit=registry.list_audit_events(session, name, limit=AUDIT_EVENTS),
         gate=gate_view(session, name, gate_generation),
         candidates=candidates,
@@ -133,12 +165,21 @@ def gate_view(session: Session, policy: str, generation: int) -> GateView:
     history = gate_history(session, policy, generation, limit=GATE_HISTORY)
     if not history:
         return GateView(generation=generation)
-    series: dict[str, list[float | None]] = {"t": [], "S": [], "S_proxy": [], **{d: [] for d in DIMENSIONS}}
+    series: dict[str, list[float | None]] = {
+        "t": [],
+        "S": [],
+        "S_proxy": [],
+        **{d: [] for d in DIMENSIONS},
+        **{level: [] for level in THRESHOLDS},
+    }
     for row in history:
         dims = _mapping(row.report.get("dimensions"))
+        parameters = _mapping(_mapping(row.report.get("options")).get("parameters"))
         series["t"].append(row.as_of.timestamp())
         series["S"].append(_number(row.score))
         series["S_proxy"].append(_number(row.score_proxy))
+        for level in THRESHOLDS:
+            series[level].append(_number(parameters.get(level)))
         for d in DIMENSIONS:
             series[d].append(_number(_mapping(dims.get(d)).get("value")))
     latest = history[-1]
@@ -179,6 +220,34 @@ def gate_view(session: Session, policy: str, generation: int) -> GateView:
         explanation=str(latency.get("explanation", "")),
         series=series,
     )
+
+
+def lineage(views: list[GenerationView], step: float = 56.0, radius: float = 14.0) -> Lineage:
+    """Place the generations of ``views`` left to right by number, with an arc to each from its parent.
+
+    The higher an arc, the further back its parent: a generation trained from an old deployment stands out.
+
+    >>> from banditgate.ledger.models import Generation
+    >>> views = [GenerationView(Generation(number=n, parent=p, status="retired"), "retired", None, None)
+    ...          for n, p in [(0, None), (1, 0), (2, 0)]]
+    >>> picture = lineage(views)
+    >>> [node.x for node in picture.nodes], [edge.path for edge in picture.edges]
+    ([30.0, 86.0, 142.0], ['M 30.0 56.0 Q 58.0 30.0 86.0 56.0', 'M 30.0 56.0 Q 86.0 16.0 142.0 56.0'])
+    """
+    ordered = sorted(views, key=lambda v: v.generation.number)
+    x = {v.generation.number: 30.0 + i * step for i, v in enumerate(ordered)}
+    y = 70.0 - radius
+    nodes = []
+    edges = []
+    for v in ordered:
+        g = v.generation
+        who = f"; promoted by {g.promoted_by}: {g.promoted_reason}" if g.promoted_at is not None else ""
+        nodes.append(LineageNode(g.number, v.state, x[g.number], f"generation {g.number}: {v.state}{who}"))
+        if g.parent is not None and g.parent in x:
+            start, end = x[g.parent], x[g.number]
+            lift = min(12.0 + 14.0 * abs(end - start) / step, 52.0)
+            edges.append(LineageEdge(f"M {start} {y} Q {(start + end) / 2} {y - lift} {end} {y}"))
+    return Lineage(nodes, edges, width=60.0 + step * max(len(ordered) - 1, 0), height=y + 2 * radius + 4, y=y + radius)
 
 
 def activity_json(activity: RecentActivity) -> dict[str, Any]:

@@ -137,10 +137,11 @@ def test_the_policy_page_shows_lineage_ope_gate_and_audit_escaped(dashboard: Liv
     assert html.index('id="generation-2"') < html.index('id="generation-1"') < html.index('id="generation-0"')
     assert '<span class="state rejected">rejected</span>' in html and '<span class="state deployed">' in html
     assert "cold start: generation 0 is uniform random" in html
+    assert html.count('<path class="edge"') == 2 and html.count('<g class="node') == 3  # 0 -> 1 and 0 -> 2
     assert "0.780" in html and "[0.760, 0.800]" in html  # OPE: the candidate's DR estimate and its interval
     # The gate of the newest candidate by default: its latest evaluation, alerts, proxies and the S series.
     assert "Sufficiency gate: generation 2" in html and 'id="gate-level">SUFFICIENT' in html
-    assert '"S": [' in html and "score_psi" in html
+    assert '"S": [' in html and '"sufficient": [0.8,' in html and "score_psi" in html
     assert "Sufficiency gate: generation 1" in gate_of_1.text
     assert 'id="sufficient-on">' + (NOW - timedelta(hours=1) + timedelta(days=4.5)).strftime("%Y-%m-%d") in (
         gate_of_1.text

@@ -29,6 +29,7 @@
   if (gateData && gateChart) {
     const series = JSON.parse(gateData.textContent);
     const names = ["S", "S_proxy", "completeness", "freshness", "reliability", "representativeness"];
+    const thresholds = ["sufficient", "degraded"];
     const opts = {
       width: width(gateChart),
       height: 280,
@@ -36,10 +37,12 @@
       series: [{}].concat(names.map((name, i) => ({
         label: name, stroke: COLOURS[i], width: name === "S" ? 3 : 1.5, dash: name === "S_proxy" ? [6, 4] : undefined,
         points: { show: true, size: name === "S" ? 6 : 4 },
+      })), thresholds.map((name) => ({
+        label: name + " from", stroke: "#bbb", width: 1, dash: [2, 4], points: { show: false },
       }))),
       axes: [{}, { label: "score" }],
     };
-    new uPlot(opts, [series.t].concat(names.map((n) => series[n])), gateChart);
+    new uPlot(opts, [series.t].concat(names.map((n) => series[n]), thresholds.map((n) => series[n])), gateChart);
   }
 
   // Recent activity: rates, action mix and exploration share, refreshed while the page is open.
