@@ -321,7 +321,9 @@ def test_in_chromium_charts_draw_a_refusal_shows_and_an_allowed_promotion_deploy
     Select(driver.find_element(By.ID, "promote-generation")).select_by_value("1")
     driver.find_element(By.ID, "promote").click()
     result = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#transition-result.refused"))
-    assert "Refused (409)" in result.text and "INSUFFICIENT" in result.text, result.text
+    assert "Refused (409)" in result.text and "The gate: evidence is INSUFFICIENT (S = 0.300)" in result.text, (
+        result.text
+    )
     assert deployed(dashboard) == 0
 
     # Candidate 2's is SUFFICIENT: promoted, by alice and why, and the page shows the new deployed generation.

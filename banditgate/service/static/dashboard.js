@@ -155,6 +155,7 @@
     const lines = ["Refused (" + response.status + "): " + answer.message];
     const gate = answer.detail && answer.detail.gate_report;
     if (gate) {
+      if (gate.message) lines.push("The gate: " + gate.message);
       if (gate.level) lines.push("Gate level: " + gate.level + (gate.S !== undefined ? " (S = " + fixed(gate.S, 3) + ")" : ""));
       if (gate.evaluation_id) lines.push("Relied on stored evaluation " + gate.evaluation_id + ".");
       for (const u of gate.unusable || []) lines.push("Not usable: " + u);
