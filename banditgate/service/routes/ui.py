@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.resources import files
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, PackageLoader
 from sqlalchemy.orm import Session
 
 from banditgate import __version__
@@ -23,6 +22,9 @@ from banditgate.ledger.gate_evaluations import latest_gate_levels
 from banditgate.service.dashboard import activity_json, policy_page
 from banditgate.service.deps import get_session
 from banditgate.service.schemas import PolicyName
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 router = APIRouter(prefix="/ui", tags=["dashboard"], include_in_schema=False)
 
@@ -41,6 +43,9 @@ def static_files() -> StaticFiles:
 
 @cache
 def _templates() -> Environment:
+    # Imported on the first page, not at start-up: most processes serving decisions never render one.
+    from jinja2 import Environment, PackageLoader
+
     # Autoescape everything: names, reasons and reports come from requests and files.
     return Environment(loader=PackageLoader("banditgate.service", "templates"), autoescape=True)
 
