@@ -19,7 +19,7 @@ from banditgate import __version__
 from banditgate.ledger.writer import WriterStopped
 from banditgate.service.decision_client import OutcomeUnknown
 from banditgate.service.metrics import RequestMetricsMiddleware
-from banditgate.service.routes import decisions, generations, health, policies, rewards
+from banditgate.service.routes import decisions, generations, health, policies, rewards, ui
 from banditgate.service.runtime import Runtime
 from banditgate.service.schemas import error_responses
 from banditgate.service.settings import Settings
@@ -51,8 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(SQLAlchemyError, _ledger_unavailable)
     app.add_exception_handler(WriterStopped, _ledger_unavailable)
     app.add_exception_handler(OutcomeUnknown, _outcome_unknown)
-    for module in (decisions, rewards, policies, generations, health):
+    for module in (decisions, rewards, policies, generations, health, ui):
         app.include_router(module.router)
+    app.mount("/ui/static", ui.static_files(), name="ui-static")
     return app
 
 
