@@ -33,7 +33,7 @@ How
     The machine has 2 cores shared by wrk and the server (and by anything else running), so absolute numbers
     are lower than on a dedicated server; the ratio between the two servers is the number to compare.
 
-Target (DESIGN.md section 5): banditgate's throughput >= 60% of the bare endpoint's; p99 reported.
+Target (docs/operations.md, "Performance targets"): banditgate's throughput >= 60% of the bare endpoint's; p99 reported.
 
 Run: ``python benchmarks/bench_http.py [--quick]``; results go to ``benchmarks/results/bench_http.json``.
 """
