@@ -1,0 +1,210 @@
+"""The relay: publishes a serving instance's outbox to Kafka, in order, at least once.
+
+It runs on a thread of the process that logs into the outbox (the decision process, or the serving process
+without one). It reads the committed events after the last acknowledged one, sends them with kafka-python
+(``acks=all``, key = ``decision_id``, one request in flight per connection so that retries keep their order),
+waits for the broker to acknowledge all of them, and only then records them as delivered. A batch that fails
+is sent again whole after a back-off (doubling up to :data:`MAX_BACKOFF_SECONDS`), with a new producer, for
+as long as it takes: the broker may see an event twice, never a gap. Consumers recognise a redelivered event
+by its ``event_id``.
+
+Several processes may log into one outbox file (``serve --workers N``): each starts a relay, and the one that
+holds an exclusive lock on ``<outbox>.relay.lock`` publishes; the others wait for the lock, so one takes over
+within a second when that process exits.
+
+kafka-python is imported here, and this module only when a Kafka transport is configured: the embedded
+transport neither imports it nor pays for it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from banditgate.ledger.outbox import Outbox
+from banditgate.service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Longest wait between two delivery attempts while the broker is unreachable, in seconds.
+MAX_BACKOFF_SECONDS = 5.0
+#: How often an idle relay looks for new events, in seconds.
+POLL_SECONDS = 0.02
+#: How often delivered events older than the retention are pruned, in seconds.
+PRUNE_SECONDS = 300.0
+#: How long one batch may take to be acknowledged before it is sent again, in seconds.
+BATCH_TIMEOUT_SECONDS = 30.0
+
+
+class Relay:
+    """Publishes ``outbox`` to the topics named in ``settings`` until :meth:`stop`.
+
+    Parameters
+    ----------
+    outbox
+        The outbox to publish (this process's own, open).
+    settings
+        The broker, topics, partitions, batch size and retention.
+    """
+
+    def __init__(self, outbox: Outbox, settings: Settings) -> None:
+        if not settings.kafka_bootstrap_servers:
+            raise ValueError("the relay needs kafka_bootstrap_servers")
+        self.outbox = outbox
+        self.settings = settings
+        self.bootstrap_servers = settings.kafka_bootstrap_servers.split(",")
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._producer: Any = None
+        self._topics_ready = False
+        self._lock_file: int | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop publishing (what is not acknowledged stays in the outbox for the next start)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._close_producer()
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # releases the lock
+            self._lock_file = None
+
+    def _run(self) -> None:
+        try:
+            if not self._acquire():
+                return
+            self._publish_loop()
+        except Exception:
+            log.exception("the outbox relay failed; events stay in the outbox until the next start")
+
+    def _acquire(self) -> bool:
+        """Wait for the relay lock of the outbox file; False if stopped before it was free."""
+        path = f"{self.outbox.path}.relay.lock"
+        self._lock_file = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        waiting = False
+        while not self._stopping.is_set():
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                log.info(
+                    "relaying outbox %s (instance %s) to %s",
+                    self.outbox.path,
+                    self.outbox.instance,
+                    ",".join(self.bootstrap_servers),
+                )
+                return True
+            except BlockingIOError:
+                if not waiting:
+                    log.info("another process relays outbox %s; standing by", self.outbox.path)
+                    waiting = True
+                self._stopping.wait(1.0)
+        return False
+
+    def _publish_loop(self) -> None:
+        backoff = 0.1
+        failing = False
+        last_prune = 0.0
+        retention = timedelta(hours=self.settings.outbox_retention_hours)
+        while not self._stopping.is_set():
+            if time.monotonic() - last_prune > PRUNE_SECONDS:
+                last_prune = time.monotonic()
+                try:
+                    pruned = self.outbox.prune(retention)
+                    if pruned:
+                        log.info("pruned %d delivered events older than %s from the outbox", pruned, retention)
+                except Exception:
+                    log.exception("could not prune the outbox")
+            batch = self.outbox.pending(self.settings.kafka_relay_batch)
+            if not batch:
+                self._stopping.wait(POLL_SECONDS)
+                continue
+            try:
+                self._deliver(batch)
+            except Exception as exc:  # KafkaError, or the socket errors kafka-python lets through
+                self._close_producer()
+                reason = f"{type(exc).__name__}: {exc}"
+                self.outbox.mark_unreachable(reason)
+                if not failing:
+                    log.warning(
+                        "Kafka broker unreachable (%s): the outbox keeps every event (backlog %d, decisions refused "
+                        "past %d); retrying",
+                        reason,
+                        self.outbox.state().backlog,
+                        self.settings.outbox_max_backlog,
+                    )
+                    failing = True
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            self.outbox.mark_delivered(batch[-1].sequence)
+            if failing:
+                backlog = self.outbox.state().backlog
+                log.warning("Kafka broker reachable again; draining a backlog of %d events", backlog)
+                failing = False
+            backoff = 0.1
+
+    def _deliver(self, batch: list[Any]) -> None:
+        producer = self._connect()
+        decisions, rewards = self.settings.kafka_decisions_topic, self.settings.kafka_rewards_topic
+        futures = [
+            producer.send(rewards if event.reward else decisions, key=event.key, value=event.value) for event in batch
+        ]
+        producer.flush(timeout=BATCH_TIMEOUT_SECONDS)
+        for future in futures:
+            future.get(timeout=0)  # raises the broker's refusal, if any
+
+    def _connect(self) -> Any:
+        if self._producer is None:
+            if not self._topics_ready:
+                self._create_topics()
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=f"banditgate-relay-{self.outbox.instance}",
+                acks="all",
+                linger_ms=5,
+                batch_size=512 * 1024,
+                max_in_flight_requests_per_connection=1,
+                retries=3,
+                request_timeout_ms=10_000,
+                delivery_timeout_ms=int(BATCH_TIMEOUT_SECONDS * 1000),
+                max_block_ms=10_000,
+                max_request_size=16 * 1024 * 1024,
+            )
+        return self._producer
+
+    def _create_topics(self) -> None:
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers, client_id=f"banditgate-relay-{self.outbox.instance}"
+        )
+        try:
+            for topic in (self.settings.kafka_decisions_topic, self.settings.kafka_rewards_topic):
+                try:
+                    admin.create_topics(
+                        [NewTopic(topic, self.settings.kafka_partitions, self.settings.kafka_replication_factor)]
+                    )
+                    log.info("created topic %s (%d partitions)", topic, self.settings.kafka_partitions)
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            admin.close()
+        self._topics_ready = True
+
+    def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)  # what it still holds is sent again by the next producer
+            except Exception:
+                log.debug("closing the Kafka producer failed", exc_info=True)
