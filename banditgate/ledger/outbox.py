@@ -202,7 +202,7 @@ class Outbox:
 
     def state(self) -> OutboxState:
         with self.engine.connect() as connection:
-            values = dict(connection.execute(select(state.c.key, state.c.value)).tuples().all())
+            values = {row.key: row.value for row in connection.execute(select(state.c.key, state.c.value))}
             last = connection.scalar(select(func.coalesce(func.max(events.c.sequence), 0)))
         return OutboxState(
             instance=values["instance"],
@@ -327,7 +327,10 @@ class OutboxDecisionLog(DecisionLog):
         As for :class:`~banditgate.ledger.decision_log.DatabaseDecisionLog` (revisions are counted per instance;
         the central ledger numbers them again as the joiner applies them).
     max_backlog
-        Undelivered events beyond which a new decision is refused with :class:`BacklogFull`.
+        Undelivered events beyond which a new decision is refused with :class:`BacklogFull` (the decisions
+        of one group commit are checked together, so the outbox may pass it by one batch).
+    check_interval
+        How often the backlog is read from the file, in seconds (other processes may log into it too).
     """
 
     def __init__(
@@ -375,6 +378,9 @@ class OutboxDecisionLog(DecisionLog):
                 self._refusing = False
 
     async def log_decision(self, record: DecisionRecord) -> DecisionRecord:
+        if self.backlog >= self.max_backlog:
+            # The count kept in memory may be ahead of the file (a refresh between a commit and its count): read it.
+            self.backlog = self.outbox.state().backlog
         if self.backlog >= self.max_backlog:
             stored = self._local_decision(record.decision_id)
             if stored is not None:

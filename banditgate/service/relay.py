@@ -41,8 +41,9 @@ MAX_BACKOFF_SECONDS = 5.0
 POLL_SECONDS = 0.02
 #: How often delivered events older than the retention are pruned, in seconds.
 PRUNE_SECONDS = 300.0
-#: How long one batch may take to be acknowledged before it is sent again, in seconds.
-BATCH_TIMEOUT_SECONDS = 30.0
+#: How long one batch may take to be acknowledged before the broker counts as unreachable and the batch is sent
+#: again, in seconds: a batch takes well under a second when the broker is there.
+BATCH_TIMEOUT_SECONDS = 5.0
 
 
 class Relay:
@@ -177,9 +178,9 @@ class Relay:
                 batch_size=512 * 1024,
                 max_in_flight_requests_per_connection=1,
                 retries=3,
-                request_timeout_ms=10_000,
-                delivery_timeout_ms=int(BATCH_TIMEOUT_SECONDS * 1000),
-                max_block_ms=10_000,
+                request_timeout_ms=int(BATCH_TIMEOUT_SECONDS * 1000),
+                delivery_timeout_ms=int(BATCH_TIMEOUT_SECONDS * 1000) + 10,
+                max_block_ms=int(BATCH_TIMEOUT_SECONDS * 1000),
                 max_request_size=16 * 1024 * 1024,
             )
         return self._producer
