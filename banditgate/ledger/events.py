@@ -54,6 +54,7 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from banditgate.ledger.records import DecisionRecord, RewardRecord
@@ -194,6 +195,45 @@ def encode(event: DecisionEvent | RewardEvent) -> tuple[bytes, bytes]:
     body = event.model_dump(mode="json")
     ordered = {"type": body.pop("type"), "version": body.pop("version"), **body}
     return event.decision_id.encode(), json.dumps(ordered, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_decision(event_id: str, instance: str, record: DecisionRecord) -> tuple[bytes, bytes]:
+    """The key and value of the decision event of a logged ``record``, as :func:`encode` writes them, faster.
+
+    For the relay, which publishes decisions the decider made and the writer logged: they were validated on
+    their way in, so this skips building the pydantic models again (most of the cost of :func:`encode`). The
+    JSON is the same document (:func:`decode` reads the same event); non-ASCII text is written as UTF-8
+    rather than escaped.
+    """
+    body = {
+        "type": "decision",
+        "version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "instance": instance,
+        "decision": record.as_row(),
+    }
+    return record.decision_id.encode(), orjson.dumps(body, option=_ORJSON_OPTIONS)
+
+
+def encode_reward(event_id: str, instance: str, reward: RewardPayload) -> tuple[bytes, bytes]:
+    """The key and value of a reward event, as :func:`encode` writes them (see :func:`encode_decision`)."""
+    body = {
+        "type": "reward",
+        "version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "instance": instance,
+        "reward": {
+            "decision_id": reward.decision_id,
+            "kind": reward.kind,
+            "value": reward.value,
+            "observed_at": reward.observed_at,
+            "received_at": reward.received_at,
+        },
+    }
+    return reward.decision_id.encode(), orjson.dumps(body, option=_ORJSON_OPTIONS)
+
+
+_ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def decode(value: bytes) -> DecisionEvent | RewardEvent:

@@ -63,7 +63,7 @@ from banditgate.ledger.decision_log import (
     TooManyRevisions,
     check_reward,
 )
-from banditgate.ledger.events import DecisionEvent, DecisionPayload, RewardEvent, RewardPayload, encode
+from banditgate.ledger.events import encode_decision, encode_reward
 from banditgate.ledger.models import Decision
 from banditgate.ledger.records import DecisionRecord, RewardRecord, RewardResult, RewardStatus
 from banditgate.ledger.reward_kinds import DEFAULT_REWARD_KINDS, RewardKind
@@ -233,32 +233,18 @@ class Outbox:
         out: list[PendingEvent] = []
         for row in rows:
             event_id = f"{self.instance}:{row.sequence}"
-            event: DecisionEvent | RewardEvent
             if row.reward_id is None:
                 record = found.get(row.decision_id)
                 if record is None:  # only a file edited by hand loses a row its event refers to
                     log.error("outbox event %s: decision %r is missing; not published", event_id, row.decision_id)
                     continue
-                event = DecisionEvent(
-                    event_id=event_id, instance=self.instance, decision=DecisionPayload.from_record(record)
-                )
+                key, value = encode_decision(event_id, self.instance, record)
             else:
                 reward = accepted.get(row.reward_id)
                 if reward is None:
                     log.error("outbox event %s: reward %d is missing; not published", event_id, row.reward_id)
                     continue
-                event = RewardEvent(
-                    event_id=event_id,
-                    instance=self.instance,
-                    reward=RewardPayload(
-                        decision_id=reward.decision_id,
-                        kind=reward.kind,
-                        value=reward.value,
-                        observed_at=reward.observed_at,
-                        received_at=reward.received_at,
-                    ),
-                )
-            key, value = encode(event)
+                key, value = encode_reward(event_id, self.instance, reward)
             out.append(PendingEvent(row.sequence, row.reward_id is not None, key, value))
         return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,16 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import text
 
-from banditgate.ledger.events import DecisionEvent, RewardEvent, decode
+from banditgate.ledger.events import (
+    DecisionEvent,
+    DecisionPayload,
+    RewardEvent,
+    RewardPayload,
+    decode,
+    encode,
+    encode_decision,
+    encode_reward,
+)
 from banditgate.ledger.outbox import Outbox, record_outbox_reward
 from banditgate.ledger.records import DecisionRecord, RewardStatus
 from banditgate.ledger.writer import BatchingWriter
@@ -157,3 +167,22 @@ print(sorted(name for name in sys.modules if name == "kafka" or name.startswith(
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_relay_encodes_events_as_the_schema_does() -> None:
+    unusual = replace(
+        record("tx-é"),
+        context={"issuer_country": "DÉ", "note": "line\nbreak \u2028", "flag": True, "n": None, "big": 1e300},
+        actions=[{"id": "a", "features": {"fee_bps": 12}}, {"id": "b", "features": {}}],
+        model_sha256="ab" * 32,
+        decided_at=datetime(2026, 12, 6, 12, 0, 0, 123456, tzinfo=UTC),
+        segment_values={"issuer_country": "DÉ"},
+    )
+    for decision in (record("tx-1"), unusual):
+        expected = DecisionEvent(event_id="i:1", instance="i", decision=DecisionPayload.from_record(decision))
+        key, value = encode_decision("i:1", "i", decision)
+        assert (key, decode(value)) == (encode(expected)[0], expected)
+    reward = RewardPayload(decision_id="tx-é", kind="chargeback", value=1.0, observed_at=NOW, received_at=NOW)
+    expected_reward = RewardEvent(event_id="i:2", instance="i", reward=reward)
+    key, value = encode_reward("i:2", "i", reward)
+    assert (key, decode(value)) == (encode(expected_reward)[0], expected_reward)
