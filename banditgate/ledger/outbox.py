@@ -39,8 +39,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import orjson
 from sqlalchemy import (
+    JSON,
     Column,
+    Connection,
     Engine,
     Float,
     Integer,
@@ -63,7 +66,7 @@ from banditgate.ledger.decision_log import (
     TooManyRevisions,
     check_reward,
 )
-from banditgate.ledger.events import encode_decision, encode_reward
+from banditgate.ledger.events import DECISION_FIELDS, encode_decision_json, encode_reward
 from banditgate.ledger.models import Decision
 from banditgate.ledger.records import DecisionRecord, RewardRecord, RewardResult, RewardStatus
 from banditgate.ledger.reward_kinds import DEFAULT_REWARD_KINDS, RewardKind
@@ -213,10 +216,13 @@ class Outbox:
             relay_errors=int(values.get("relay_errors", 0)),
         )
 
-    def pending(self, limit: int) -> list[PendingEvent]:
-        """The first ``limit`` events not yet acknowledged by the broker, in order, encoded for the wire."""
+    def pending(self, limit: int, after: int | None = None) -> list[PendingEvent]:
+        """The first ``limit`` events after sequence ``after`` (default: the last one the broker acknowledged),
+        in order, encoded for the wire."""
         with self.engine.connect() as connection:
-            delivered = int(connection.scalar(select(state.c.value).where(state.c.key == "delivered_through")) or 0)
+            delivered = after
+            if delivered is None:
+                delivered = int(connection.scalar(select(state.c.value).where(state.c.key == "delivered_through")) or 0)
             rows = connection.execute(
                 select(events.c.sequence, events.c.decision_id, events.c.reward_id)
                 .where(events.c.sequence > delivered)
@@ -225,20 +231,17 @@ class Outbox:
             ).all()
             decision_ids = [row.decision_id for row in rows if row.reward_id is None]
             reward_ids = [row.reward_id for row in rows if row.reward_id is not None]
-            found = {
-                row.decision_id: DecisionRecord.from_row(row)
-                for row in connection.execute(select(decisions).where(decisions.c.decision_id.in_(decision_ids)))
-            }
+            found = _decision_json(connection, decision_ids)
             accepted = {row.id: row for row in connection.execute(select(rewards).where(rewards.c.id.in_(reward_ids)))}
         out: list[PendingEvent] = []
         for row in rows:
             event_id = f"{self.instance}:{row.sequence}"
             if row.reward_id is None:
-                record = found.get(row.decision_id)
-                if record is None:  # only a file edited by hand loses a row its event refers to
+                fields = found.get(row.decision_id)
+                if fields is None:  # only a file edited by hand loses a row its event refers to
                     log.error("outbox event %s: decision %r is missing; not published", event_id, row.decision_id)
                     continue
-                key, value = encode_decision(event_id, self.instance, record)
+                key, value = encode_decision_json(event_id, self.instance, row.decision_id, fields)
             else:
                 reward = accepted.get(row.reward_id)
                 if reward is None:
@@ -277,6 +280,35 @@ class Outbox:
             connection.execute(delete(decisions).where(decisions.c.decision_id.in_(old_decisions)))
             connection.execute(delete(rewards).where(rewards.c.id.in_(select(events.c.reward_id).where(old_events))))
             return connection.execute(delete(events).where(old_events)).rowcount
+
+
+#: Decision columns stored as JSON text, handed to the wire as they are.
+_JSON_COLUMNS = frozenset(column.name for column in decisions.columns if isinstance(column.type, JSON))
+_TIME_COLUMNS = frozenset(column.name for column in decisions.columns if isinstance(column.type, UTCDateTime))
+_SELECT_DECISIONS = f"SELECT {', '.join(DECISION_FIELDS)} FROM decisions WHERE decision_id IN "
+
+
+def _decision_json(connection: Connection, decision_ids: list[str]) -> dict[str, dict[str, bytes]]:
+    """Each decision's fields as JSON text, read without parsing the JSON the writer stored (the relay's hot loop).
+
+    Times are stored as ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC (``UTCDateTime`` on SQLite) and become ISO 8601.
+    """
+    found: dict[str, dict[str, bytes]] = {}
+    for start in range(0, len(decision_ids), 500):
+        chunk = decision_ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        cursor = connection.exec_driver_sql(f"{_SELECT_DECISIONS}({marks})", tuple(chunk))
+        for values in cursor:
+            fields: dict[str, bytes] = {}
+            for name, value in zip(DECISION_FIELDS, values, strict=True):
+                if name in _JSON_COLUMNS:
+                    fields[name] = value.encode() if isinstance(value, str) else orjson.dumps(value)
+                elif name in _TIME_COLUMNS:
+                    fields[name] = b'"%sZ"' % value.replace(" ", "T").encode()
+                else:
+                    fields[name] = orjson.dumps(value)
+            found[values[0]] = fields
+    return found
 
 
 def _upsert(connection: object, values: Mapping[str, str]) -> None:

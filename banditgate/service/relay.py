@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +42,8 @@ MAX_BACKOFF_SECONDS = 5.0
 POLL_SECONDS = 0.02
 #: How often delivered events older than the retention are pruned, in seconds.
 PRUNE_SECONDS = 300.0
+#: Batches sent to the broker before the oldest must be acknowledged.
+IN_FLIGHT_BATCHES = 3
 #: How long one batch may take to be acknowledged before the broker counts as unreachable and the batch is sent
 #: again, in seconds: a batch takes well under a second when the broker is there.
 BATCH_TIMEOUT_SECONDS = 5.0
@@ -118,8 +121,12 @@ class Relay:
         failing = False
         last_prune = 0.0
         retention = timedelta(hours=self.settings.outbox_retention_hours)
+        # Batches sent and not yet acknowledged, oldest first: the next batch is read and sent while the broker
+        # acknowledges the previous ones (kafka-python keeps them in order on each connection).
+        in_flight: deque[tuple[int, list[Any]]] = deque()
+        sent_through: int | None = None
         while not self._stopping.is_set():
-            if time.monotonic() - last_prune > PRUNE_SECONDS:
+            if not in_flight and time.monotonic() - last_prune > PRUNE_SECONDS:
                 last_prune = time.monotonic()
                 try:
                     pruned = self.outbox.prune(retention)
@@ -127,13 +134,22 @@ class Relay:
                         log.info("pruned %d delivered events older than %s from the outbox", pruned, retention)
                 except Exception:
                     log.exception("could not prune the outbox")
-            batch = self.outbox.pending(self.settings.kafka_relay_batch)
-            if not batch:
-                self._stopping.wait(POLL_SECONDS)
-                continue
             try:
-                self._deliver(batch)
+                if len(in_flight) < IN_FLIGHT_BATCHES:
+                    batch = self.outbox.pending(self.settings.kafka_relay_batch, after=sent_through)
+                    if batch:
+                        in_flight.append((batch[-1].sequence, self._send(batch)))
+                        sent_through = batch[-1].sequence
+                        continue
+                if not in_flight:
+                    self._stopping.wait(POLL_SECONDS)
+                    continue
+                through, futures = in_flight.popleft()
+                self._acknowledged(futures)
             except Exception as exc:  # KafkaError, or the socket errors kafka-python lets through
+                # Everything not acknowledged is sent again, from the first unacknowledged event on.
+                in_flight.clear()
+                sent_through = None
                 self._close_producer()
                 reason = f"{type(exc).__name__}: {exc}"
                 self.outbox.mark_unreachable(reason)
@@ -149,22 +165,26 @@ class Relay:
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
-            self.outbox.mark_delivered(batch[-1].sequence)
+            self.outbox.mark_delivered(through)
             if failing:
                 backlog = self.outbox.state().backlog
                 log.warning("Kafka broker reachable again; draining a backlog of %d events", backlog)
                 failing = False
             backoff = 0.1
 
-    def _deliver(self, batch: list[Any]) -> None:
+    def _send(self, batch: list[Any]) -> list[Any]:
+        """Hand ``batch`` to the producer; return the futures of its messages."""
         producer = self._connect()
         decisions, rewards = self.settings.kafka_decisions_topic, self.settings.kafka_rewards_topic
-        futures = [
+        return [
             producer.send(rewards if event.reward else decisions, key=event.key, value=event.value) for event in batch
         ]
-        producer.flush(timeout=BATCH_TIMEOUT_SECONDS)
+
+    def _acknowledged(self, futures: list[Any]) -> None:
+        """Wait until the broker acknowledged every message of a batch; raise its error if it refused one."""
+        deadline = time.monotonic() + BATCH_TIMEOUT_SECONDS
         for future in futures:
-            future.get(timeout=0)  # raises the broker's refusal, if any
+            future.get(timeout=max(0.0, deadline - time.monotonic()))
 
     def _connect(self) -> Any:
         if self._producer is None:

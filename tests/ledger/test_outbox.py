@@ -169,7 +169,7 @@ print(sorted(name for name in sys.modules if name == "kafka" or name.startswith(
     assert result.stdout.strip() == "[]"
 
 
-def test_the_relay_encodes_events_as_the_schema_does() -> None:
+def test_the_relay_encodes_events_as_the_schema_does(tmp_path: Path) -> None:
     unusual = replace(
         record("tx-é"),
         context={"issuer_country": "DÉ", "note": "line\nbreak \u2028", "flag": True, "n": None, "big": 1e300},
@@ -182,6 +182,15 @@ def test_the_relay_encodes_events_as_the_schema_does() -> None:
         expected = DecisionEvent(event_id="i:1", instance="i", decision=DecisionPayload.from_record(decision))
         key, value = encode_decision("i:1", "i", decision)
         assert (key, decode(value)) == (encode(expected)[0], expected)
+    outbox = Outbox(tmp_path / "outbox.db", instance_id="i")
+    try:
+        asyncio.run(log_decisions(outbox, [record("tx-1"), unusual]))
+        for pending, decision in zip(outbox.pending(10), (record("tx-1"), unusual), strict=True):
+            event_id = f"i:{pending.sequence}"
+            expected = DecisionEvent(event_id=event_id, instance="i", decision=DecisionPayload.from_record(decision))
+            assert (pending.key, decode(pending.value)) == (encode(expected)[0], expected)
+    finally:
+        outbox.close()
     reward = RewardPayload(decision_id="tx-é", kind="chargeback", value=1.0, observed_at=NOW, received_at=NOW)
     expected_reward = RewardEvent(event_id="i:2", instance="i", reward=reward)
     key, value = encode_reward("i:2", "i", reward)
