@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'MET' if met else 'MISSED'}"
     )
     print(
-        f"relay errors during the outage: {state.relay_errors}; messages on the topic: {on_topic:,} "
-        f"({'all there' if complete else 'MISSING'}; more than the backlog = redelivered at least once)"
+        f"relay errors during the outage: {state.relay_errors}; on the topic: {on_topic:,} messages, {distinct:,} "
+        f"distinct events ({'all there' if complete else 'MISSING'}; more messages than events: redelivered)"
     )
     print(
         f"CPU during the drain: the whole machine {busy / drain:.2f} cores, this process (relay) {own / drain:.2f} "
