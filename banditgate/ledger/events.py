@@ -138,7 +138,25 @@ class DecisionPayload(_Payload):
         return cls.model_validate(record.as_row())
 
     def record(self) -> DecisionRecord:
-        return DecisionRecord(**self.model_dump())
+        # Field by field rather than through model_dump, which deep-copies every context (a joiner does this
+        # for every decision it reads).
+        return DecisionRecord(
+            decision_id=self.decision_id,
+            policy=self.policy,
+            generation=self.generation,
+            context=self.context,
+            actions=[{"id": action.id, "features": action.features} for action in self.actions],
+            probabilities=list(self.probabilities),
+            action_id=self.action_id,
+            propensity=self.propensity,
+            exploration=self.exploration,
+            exploration_params=self.exploration_params,
+            model_sha256=self.model_sha256,
+            draw=self.draw,
+            request_sha256=self.request_sha256,
+            decided_at=self.decided_at,
+            segment_values=self.segment_values,
+        )
 
 
 class RewardPayload(_Payload):
@@ -254,8 +272,8 @@ def decode(value: bytes) -> DecisionEvent | RewardEvent:
     """The event in a message value; :class:`FutureEvent` for a newer major version, :class:`InvalidEvent`
     for anything else this schema does not accept (the message says which field and why)."""
     try:
-        document = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = orjson.loads(value)  # several times faster than json.loads: a joiner decodes every event
+    except (UnicodeDecodeError, orjson.JSONDecodeError, TypeError) as exc:
         raise InvalidEvent(f"not a JSON document: {exc}") from None
     if not isinstance(document, dict):
         raise InvalidEvent(f"an event is a JSON object, not {type(document).__name__}")

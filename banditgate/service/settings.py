@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # imported where options are built: every process loads the s
 
 CONFIG_ENV = "BANDITGATE_CONFIG"
 REWARD_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
-#: Kafka's legal topic names.
+#: Kafka's own rule for topic (and here group) names.
 KAFKA_TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 _BROKER_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
 
@@ -151,7 +151,8 @@ class Settings(BaseSettings):
         default=6,
         ge=1,
         le=10_000,
-        description="partitions of each topic when the relay creates it (topics that exist are left as they are)",
+        description="partitions of each topic when it is created, by the relay or a joiner (topics that exist are "
+        "left as they are); the most joiners that share the work",
     )
     kafka_replication_factor: int = Field(
         default=1, ge=1, le=32, description="replicas of each topic when the relay creates it"
@@ -182,6 +183,24 @@ class Settings(BaseSettings):
         pattern=INSTANCE_ID_PATTERN,
         description="this serving instance's id in event ids (unset: generated when the outbox is created and "
         "kept in it)",
+    )
+    joiner_group_id: str = Field(
+        default="banditgate-joiner",
+        pattern=KAFKA_TOPIC_PATTERN,
+        description="Kafka consumer group of the joiners (banditgate joiner); joiners of one group share partitions",
+    )
+    joiner_hold_seconds: float = Field(
+        default=3600.0,
+        gt=0.0,
+        le=30 * 86_400.0,
+        description="a reward whose decision has not reached the ledger is held this long, then recorded as orphaned "
+        "(an orphan is still joined if its decision comes later)",
+    )
+    joiner_max_batch: int = Field(
+        default=5000, ge=1, le=100_000, description="most events a joiner writes in one database transaction"
+    )
+    joiner_metrics_port: int = Field(
+        default=9464, ge=0, le=65_535, description="port of the joiner's Prometheus /metrics (0: none)"
     )
     api_key: SecretStr | None = Field(
         default=None,
