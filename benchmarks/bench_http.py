@@ -41,7 +41,8 @@ of its own and published by its relay) against a Tansu broker on 127.0.0.1 (the 
 extra). Its acknowledged decisions are counted in the outbox, and after the last run the script waits for
 the relay to publish them all. Target (issue 12): its ratio to bare at least the embedded ratio minus 5 points.
 
-Run: ``python benchmarks/bench_http.py [--quick] [--kafka]``; results go to ``benchmarks/results/bench_http.json``.
+Run: ``python benchmarks/bench_http.py [--quick] [--kafka]``; results go to ``benchmarks/results/bench_http.json``
+(``bench_http_kafka.json`` with ``--kafka``).
 """
 
 from __future__ import annotations
@@ -629,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         "wrk_reports": [r.extra["wrk_report"] for r in runs],
         "server_log_tails": log_tails,
     }
-    path = write_results(NAME, results)
+    path = write_results(f"{NAME}_kafka" if args.kafka else NAME, results)
     print(f"\nresults written to {path}")
     return 0 if rows_ok and delivered_ok else 1
 
