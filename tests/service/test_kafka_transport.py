@@ -319,3 +319,41 @@ def test_a_serving_instance_killed_mid_burst_publishes_everything_it_acknowledge
         restarted.wait(60)
     events = read_events(kafka_broker, settings, len(acknowledged) + len(rewarded))
     assert_published(events, acknowledged, rewarded)
+
+
+def test_one_relay_per_outbox_file_and_another_takes_over(kafka_broker: Broker, tmp_path: Path) -> None:
+    """The workers of one serve share an outbox: one of their relays publishes, another takes over when it stops."""
+    from banditgate.ledger.outbox import Outbox
+    from banditgate.service.relay import Relay
+    from tests.ledger.test_outbox import log_decisions, record
+
+    settings = kafka_settings(kafka_broker, tmp_path)
+    first_outbox, second_outbox = Outbox(settings.outbox_path), Outbox(settings.outbox_path)
+    first, second = Relay(first_outbox, settings), Relay(second_outbox, settings)
+    try:
+        asyncio.run(log_decisions(first_outbox, [record("w-0")]))
+        first.start()
+        deadline = time.monotonic() + 30
+        while first_outbox.state().broker != "ok":
+            assert time.monotonic() < deadline, "the first relay did not publish"
+            time.sleep(0.1)
+        second.start()
+        asyncio.run(log_decisions(second_outbox, [record(f"w-{i}") for i in range(1, 50)]))
+        deadline = time.monotonic() + 30
+        while first_outbox.state().backlog:
+            assert time.monotonic() < deadline, "the outbox was not published"
+            time.sleep(0.1)
+        assert second._producer is None  # standing by: it never connected
+        first.stop()
+        asyncio.run(log_decisions(second_outbox, [record(f"w-{i}") for i in range(50, 60)]))
+        deadline = time.monotonic() + 30
+        while second_outbox.state().backlog:
+            assert time.monotonic() < deadline, "the second relay did not take over"
+            time.sleep(0.1)
+    finally:
+        first.stop()
+        second.stop()
+        first_outbox.close()
+        second_outbox.close()
+    events = read_events(kafka_broker, settings, 60)
+    assert {e.decision_id for e in exactly_once(events).values()} == {f"w-{i}" for i in range(60)}
