@@ -87,12 +87,17 @@ class Relay:
             self._lock_file = None
 
     def _run(self) -> None:
-        try:
-            if not self._acquire():
-                return
-            self._publish_loop()
-        except Exception:
-            log.exception("the outbox relay failed; events stay in the outbox until the next start")
+        if not self._acquire():
+            return
+        while not self._stopping.is_set():
+            try:
+                self._publish_loop()
+            except Exception:
+                # The outbox file itself failed (locked past its busy timeout, disk full): start over from what
+                # the broker acknowledged, after a pause.
+                log.exception("the outbox relay failed; retrying in %.0f s", MAX_BACKOFF_SECONDS)
+                self._close_producer()
+                self._stopping.wait(MAX_BACKOFF_SECONDS)
 
     def _acquire(self) -> bool:
         """Wait for the relay lock of the outbox file; False if stopped before it was free."""
