@@ -357,3 +357,38 @@ def test_one_relay_per_outbox_file_and_another_takes_over(kafka_broker: Broker, 
         second_outbox.close()
     events = read_events(kafka_broker, settings, 60)
     assert {e.decision_id for e in exactly_once(events).values()} == {f"w-{i}" for i in range(60)}
+
+
+def test_the_relay_outlives_a_failure_of_the_outbox_file(
+    kafka_broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from banditgate.ledger.outbox import Outbox
+    from banditgate.service import relay as relay_module
+    from tests.ledger.test_outbox import log_decisions, record
+
+    monkeypatch.setattr(relay_module, "MAX_BACKOFF_SECONDS", 0.2)
+    settings = kafka_settings(kafka_broker, tmp_path)
+    outbox = Outbox(settings.outbox_path)
+    read = outbox.pending
+    failures = iter([True, True])
+
+    def locked_twice(limit: int, after: int | None = None) -> list[Any]:
+        if next(failures, False):
+            raise OperationalError("SELECT ...", {}, Exception("database is locked"))
+        return read(limit, after)
+
+    monkeypatch.setattr(outbox, "pending", locked_twice)
+    relay = relay_module.Relay(outbox, settings)
+    try:
+        asyncio.run(log_decisions(outbox, [record(f"f-{i}") for i in range(5)]))
+        relay.start()
+        deadline = time.monotonic() + 30
+        while outbox.state().backlog:
+            assert time.monotonic() < deadline, "the relay did not recover"
+            time.sleep(0.1)
+    finally:
+        relay.stop()
+        outbox.close()
+    assert len(exactly_once(read_events(kafka_broker, settings, 5))) == 5
