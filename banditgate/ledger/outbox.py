@@ -172,6 +172,9 @@ class Outbox:
     def __init__(self, path: Path, instance_id: str | None = None, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self.engine: Engine = make_engine(f"sqlite:///{self.path}", sqlite_synchronous=synchronous)
+        # The relay's marks are not fsynced: one lost in a power cut only means its events are sent again (at
+        # least once), and an fsync per batch would compete with the decisions' own commits.
+        self._marks: Engine = make_engine(f"sqlite:///{self.path}", sqlite_synchronous="NORMAL")
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
         try:
             try:
@@ -180,7 +183,7 @@ class Outbox:
                 # Another process (a worker of the same serve) created the schema between our check and ours.
                 self.instance = self._create(instance_id)
         except BaseException:
-            self.engine.dispose()
+            self.close()
             raise
 
     def _create(self, instance_id: str | None) -> str:
@@ -202,6 +205,7 @@ class Outbox:
 
     def close(self) -> None:
         self.engine.dispose()
+        self._marks.dispose()
 
     def state(self) -> OutboxState:
         with self.engine.connect() as connection:
@@ -257,13 +261,13 @@ class Outbox:
 
     def mark_unreachable(self, error: str) -> None:
         """Record a failed delivery attempt and why."""
-        with self.engine.begin() as connection:
+        with self._marks.begin() as connection:
             errors = connection.scalar(select(state.c.value).where(state.c.key == "relay_errors"))
             _upsert(connection, {"broker": "unreachable", "broker_error": error[:1000]})
             _upsert(connection, {"relay_errors": str(int(errors or 0) + 1)})
 
     def _set(self, values: Mapping[str, str]) -> None:
-        with self.engine.begin() as connection:
+        with self._marks.begin() as connection:
             _upsert(connection, values)
 
     def prune(self, retention: timedelta) -> int:

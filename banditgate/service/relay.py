@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Longest wait between two delivery attempts while the broker is unreachable, in seconds.
 MAX_BACKOFF_SECONDS = 5.0
-#: How often an idle relay looks for new events, in seconds.
-POLL_SECONDS = 0.02
+#: How often the relay looks for new events, in seconds, unless it has a full batch to send: under a steady
+#: trickle, one batch (a broker round trip and a write of the delivery mark) per look, not one per decision.
+POLL_SECONDS = 0.1
 #: How often delivered events older than the retention are pruned, in seconds.
 PRUNE_SECONDS = 300.0
 #: Batches sent to the broker before the oldest must be acknowledged.
@@ -130,6 +131,7 @@ class Relay:
         # acknowledges the previous ones (kafka-python keeps them in order on each connection).
         in_flight: deque[tuple[int, list[Any]]] = deque()
         sent_through: int | None = None
+        next_look = 0.0
         while not self._stopping.is_set():
             if not in_flight and time.monotonic() - last_prune > PRUNE_SECONDS:
                 last_prune = time.monotonic()
@@ -140,14 +142,16 @@ class Relay:
                 except Exception:
                     log.exception("could not prune the outbox")
             try:
-                if len(in_flight) < IN_FLIGHT_BATCHES:
+                if len(in_flight) < IN_FLIGHT_BATCHES and time.monotonic() >= next_look:
                     batch = self.outbox.pending(self.settings.kafka_relay_batch, after=sent_through)
+                    if len(batch) < self.settings.kafka_relay_batch:
+                        next_look = time.monotonic() + POLL_SECONDS  # caught up: let the next batch fill
                     if batch:
                         in_flight.append((batch[-1].sequence, self._send(batch)))
                         sent_through = batch[-1].sequence
                         continue
                 if not in_flight:
-                    self._stopping.wait(POLL_SECONDS)
+                    self._stopping.wait(max(0.0, next_look - time.monotonic()))
                     continue
                 through, futures = in_flight.popleft()
                 self._acknowledged(futures)
