@@ -103,11 +103,6 @@ def test_the_pages_exist_and_the_readme_links_them() -> None:
     assert "](architecture.svg)" in (DOCS / "architecture.md").read_text(encoding="utf-8")
 
 
-#: Pages linked before they exist: the streaming transport's page comes with the transport (remove it from here
-#: then, so that its links are checked like the others).
-PENDING_PAGES = frozenset({"events.md"})
-
-
 def github_anchor(heading: str) -> str:
     """The fragment GitHub gives a Markdown heading.
 
@@ -127,8 +122,7 @@ def test_links_between_the_pages_lead_somewhere() -> None:
             path, _, fragment = target.partition("#")
             linked = (page.parent / path) if path else page
             if not linked.exists():
-                if linked.name not in PENDING_PAGES:
-                    broken.append(f"{page.name}: {target} (no such file)")
+                broken.append(f"{page.name}: {target} (no such file)")
                 continue
             if fragment and linked.suffix == ".md":
                 headings = re.findall(r"^#+ (.*)$", linked.read_text(encoding="utf-8"), re.MULTILINE)

@@ -20,6 +20,7 @@ from banditgate.service.commands.evaluate import evaluate_command
 from banditgate.service.commands.exits import EXIT_STATUS_HELP, EXIT_USAGE, UsageExitGroup, load_settings
 from banditgate.service.commands.gate import gate_command
 from banditgate.service.commands.health import health_command
+from banditgate.service.commands.joiner import joiner_command
 from banditgate.service.commands.retrain import retrain_command
 
 # Every command line, even --help, and every worker of `banditgate serve --workers N` (which re-imports this
@@ -47,6 +48,7 @@ app.command("evaluate")(evaluate_command)
 app.command("health")(health_command)
 app.command("blind-period")(blind_period_command)
 app.command("gate")(gate_command)
+app.command("joiner")(joiner_command)
 
 ConfigOption = Annotated[
     Path | None,

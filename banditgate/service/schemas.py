@@ -256,7 +256,7 @@ class RewardOut(BaseModel):
 
 
 class RewardResponse(RewardOut):
-    status: str = Field(description="recorded | duplicate | revised")
+    status: str = Field(description="recorded | duplicate | revised | pending join (Kafka transport)")
 
 
 class ActionOut(BaseModel):
