@@ -49,7 +49,8 @@ import math
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,41 +66,73 @@ from banditgate.ledger.promotion import promote
 from banditgate.pipelines.health import Z95, generation_health
 from banditgate.pipelines.retrain import RetrainOptions, retrain
 from banditgate.simulator import PaymentWorld
-from banditgate.simulator.drift import DriftScenario
+from banditgate.simulator.authorisation import PRIOR_SHIFT
+from banditgate.simulator.drift import DriftEffects
 from benchmarks.generations_experiment import replay, standard_error
 from benchmarks.workload import environment, table, write_results
 from tests.support.ledger_fill import fill
 
-#: The Adyen setting: short memory, no importance weights, sharp exploration with a tiny floor.
-ADYEN: dict[str, Any] = {
-    "floor": 0.001,
-    "options": {"window": timedelta(days=1), "pool_generations": False},
+#: What every setting keeps fixed: short memory (the last day only, its predecessor's logs alone), no importance
+#: weights, the policy's own sharp gamma and tiny floor (no OPE choice of gamma, no evidence floor).
+SHORT_MEMORY: dict[str, Any] = {
+    "window": timedelta(days=1),
+    "pool_generations": False,
+    "gamma_schedule": "fixed",
+    "floor_schedule": "policy",
+}
+
+#: The settings: the logit shift of every authorisation (the world's level of approvals, hence the class imbalance
+#: of the logs) and the probability floor.
+SETTINGS: dict[str, dict[str, float]] = {
+    "adyen": {"shift": -1.0, "floor": 0.001},
+    "imbalanced": {"shift": 1.0, "floor": 0.001},
 }
 
 
-def configurations(floor: float = ADYEN["floor"]) -> dict[str, dict[str, Any]]:
-    """The Adyen setting (with probability floor ``floor``) and one mitigation at a time."""
-    base = ADYEN["options"]
+def configurations(setting: str = "adyen", floor: float | None = None) -> dict[str, dict[str, Any]]:
+    """A setting of :data:`SETTINGS` (with probability floor ``floor``) and one mitigation of it at a time."""
+    shift = SETTINGS[setting]["shift"]
+    floor = SETTINGS[setting]["floor"] if floor is None else floor
+    base = SHORT_MEMORY
     return {
-        "adyen": {"floor": floor, "options": base},
-        "pooled 30 d": {"floor": floor, "options": {"window": timedelta(days=30), "pool_generations": True}},
-        "floor 0.05": {"floor": 0.05, "options": base},
-        "trust region 0.1": {"floor": floor, "options": {**base, "trust_region": 0.1}},
-        "prior correction": {"floor": floor, "options": {**base, "prior_correction": True}},
-        "importance weighting": {"floor": floor, "options": {**base, "importance_weighting": True}},
+        setting: {"shift": shift, "floor": floor, "options": base},
+        "pooled 30 d": {
+            "shift": shift,
+            "floor": floor,
+            "options": {**base, "window": timedelta(days=30), "pool_generations": True},
+        },
+        "floor 0.05": {"shift": shift, "floor": 0.05, "options": base},
+        "trust region 0.1": {"shift": shift, "floor": floor, "options": {**base, "trust_region": 0.1}},
+        "prior correction": {"shift": shift, "floor": floor, "options": {**base, "prior_correction": True}},
+        "importance weighting": {"shift": shift, "floor": floor, "options": {**base, "importance_weighting": True}},
     }
 
 
-def hard_world(seed: int) -> PaymentWorld:
-    """The payment world with every authorisation's logit lowered by 1 from day 0 (prior drift as a step)."""
-    return PaymentWorld(DriftScenario.preset("prior", magnitude=1.0, onset_day=0, ramp_days=0), seed=seed)
+class ShiftedWorld(PaymentWorld):
+    """The payment world (no drift) with every authorisation's logit moved by ``shift`` from day 0.
+
+    The shift enters as a constant prior effect (``shift / PRIOR_SHIFT``), so it is the same for every action
+    (the ranking of actions in a context is unchanged) and the chargeback logit moves with it
+    (:mod:`banditgate.simulator.chargebacks`). ``shift=-1`` is the prior-drift preset at full strength as a step.
+    """
+
+    def __init__(self, shift: float, seed: int) -> None:
+        super().__init__("none", seed=seed)
+        self.shift = shift
+
+    def _shifted(self, effects: DriftEffects) -> DriftEffects:
+        return replace(effects, prior=np.asarray(effects.prior) + self.shift / PRIOR_SHIFT)
+
+    def effects(self, t: datetime) -> DriftEffects:
+        return self._shifted(super().effects(t))
+
+    def _effects_at(self, micros: np.ndarray) -> DriftEffects:
+        return self._shifted(super()._effects_at(micros))
 
 
-def run(
-    name: str, config: dict[str, Any], days: int, per_day: int, gamma: float, seed: int, world_name: str = "hard"
-) -> dict[str, Any]:
+def run(name: str, config: dict[str, Any], days: int, per_day: int, gamma: float, seed: int) -> dict[str, Any]:
     """Generations 0..days-1 of one configuration, retrained and promoted daily; lift from the world's truth."""
-    world = hard_world(seed) if world_name == "hard" else PaymentWorld("none", seed=seed)
+    world = ShiftedWorld(config["shift"], seed)
     folder = Path(tempfile.mkdtemp(prefix="bg-oscillation-"))
     artifacts = folder / "artifacts"
     engine = make_engine(f"sqlite:///{folder / 'ledger.db'}", sqlite_synchronous="NORMAL")
@@ -183,17 +216,22 @@ def main() -> int:
     parser.add_argument("--per-day", type=int, default=4000, help="decisions per simulated day")
     parser.add_argument("--gamma", type=float, default=20_000.0, help="SquareCB's gamma")
     parser.add_argument("--seeds", type=int, nargs="+", default=[21])
-    parser.add_argument("--floor", type=float, default=ADYEN["floor"], help="the Adyen setting's probability floor")
-    parser.add_argument("--world", choices=["hard", "default"], default="hard", help="hard: authorisation logits -1")
+    parser.add_argument(
+        "--setting",
+        choices=list(SETTINGS),
+        default="adyen",
+        help="adyen: authorisation logits -1 (fewer approvals); imbalanced: +1 (more approvals, rarer declines)",
+    )
+    parser.add_argument("--floor", type=float, default=None, help="the setting's probability floor (default: 0.001)")
     args, _ = parser.parse_known_args()
-    known = configurations(args.floor)
+    known = configurations(args.setting, args.floor)
     parser.add_argument("--only", nargs="+", choices=list(known), default=list(known), help="configurations to run")
     parser.add_argument("--output", default="oscillation", help="results file name (benchmarks/results/<name>.json)")
     args = parser.parse_args()
     if args.days < 6:
         parser.error("--days must be at least 6")
     runs = {
-        f"{name} / {seed}": run(name, known[name], args.days, args.per_day, args.gamma, seed, args.world)
+        f"{name} / {seed}": run(name, known[name], args.days, args.per_day, args.gamma, seed)
         for name in args.only
         for seed in args.seeds
     }
@@ -205,10 +243,10 @@ def main() -> int:
             "days": args.days,
             "per_day": args.per_day,
             "gamma": args.gamma,
-            "world": args.world,
+            "setting": args.setting,
             "seeds": args.seeds,
             "configurations": {
-                n: {"floor": c["floor"], **{k: str(v) for k, v in c["options"].items()}}
+                n: {"shift": c["shift"], "floor": c["floor"], **{k: str(v) for k, v in c["options"].items()}}
                 for n, c in known.items()
                 if n in args.only
             },
