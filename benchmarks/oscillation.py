@@ -3,15 +3,24 @@
 What is reproduced
     Adyen, "Contextual Bandits in Payment Processing: Non-uniform Exploration and Supervised Learning"
     (arXiv 2412.00569): a generation trained by plain supervised learning on its predecessor's non-uniform
-    logs can do worse than the generation before it; class imbalance grows as the policy improves and the
-    reward distribution shifts between generations. The setting here (``adyen``):
+    logs can do worse than the generation before it: as a policy improves, the authorisation rate of its logs
+    rises, so its successor trains on rarer declines (more class imbalance) and a shifted reward distribution,
+    and with short memory and a regression oracle it estimates worse and serves worse; the one after it
+    recovers, hence an oscillation. Two settings (``--setting``), both with
 
-    * a harder world: the prior-drift component at full strength from day 0 (a step, logit of every
-      authorisation ``-1``), so authorisation rates are lower and differences between actions larger;
     * short memory: each generation learns only from the last day, which its predecessor alone logged
       (``window`` 1 day, ``pool_generations`` off), without importance weights;
-    * sharp exploration: SquareCB gamma ``--gamma`` (default 20,000) and a probability floor of 0.001
-      (``--floor``); 4,000 decisions a day (``--per-day``) for 16 days (``--days``).
+    * sharp exploration: SquareCB with the policy's own gamma ``--gamma`` (default 20,000; ``gamma_schedule``
+      ``fixed``) and probability floor 0.001 (``--floor``; ``floor_schedule`` ``policy``); 4,000 decisions a
+      day (``--per-day``) for 16 days (``--days``);
+
+    and the world's level of approvals moved by a constant shift of every authorisation logit
+    (:class:`ShiftedWorld`, the same for every action, so the ranking of actions is unchanged):
+
+    * ``adyen``: ``-1`` (the prior-drift preset at full strength as a step): fewer approvals, larger
+      differences between actions, less class imbalance;
+    * ``imbalanced``: ``+1``: about 97% approvals under uniform random and 98% under the best action, so the
+      declines a generation learns from fall by about 40% as its predecessor improves (the paper's mechanism).
 
     Generation 0 is uniform random for one day, then a generation is retrained and promoted every day
     through the production paths (real Decider, SQLite ledger, ``retrain``, ``promote``; LightGBM on one
@@ -20,7 +29,7 @@ What is reproduced
     random, averaged (standard errors over transactions). The outcome noise does not enter.
 
 What is compared
-    Each mitigation changes one thing of ``adyen``: ``pooled`` (the logs of every generation of the last 30
+    Each mitigation changes one thing of the setting: ``pooled`` (the logs of every generation of the last 30
     days, each row with its own propensity), ``floor 0.05``, ``trust region 0.1``
     (:func:`banditgate.pipelines.retrain.trust_region_gamma`), ``prior correction`` (class-balanced training,
     odds corrected back), ``importance weighting`` (``1 / propensity`` clipped at 20). Recalibration of the
@@ -37,7 +46,8 @@ What is compared
     :func:`banditgate.pipelines.health.generation_health` on the same ledger (realised rewards only, no
     access to the truth).
 
-Run: ``python benchmarks/oscillation.py [--seeds 21 22] [--only adyen ...] [--output NAME]`` (about 3 minutes
+Run: ``python benchmarks/oscillation.py [--setting imbalanced] [--seeds 21 22] [--only imbalanced ...]
+[--output NAME]`` (about 3 minutes
 per configuration and seed on one free core, twice that on a loaded machine); results in
 benchmarks/results/oscillation.json (or ``NAME.json``).
 """
@@ -89,9 +99,12 @@ SETTINGS: dict[str, dict[str, float]] = {
 }
 
 
-def configurations(setting: str = "adyen", floor: float | None = None) -> dict[str, dict[str, Any]]:
-    """A setting of :data:`SETTINGS` (with probability floor ``floor``) and one mitigation of it at a time."""
-    shift = SETTINGS[setting]["shift"]
+def configurations(
+    setting: str = "adyen", floor: float | None = None, shift: float | None = None
+) -> dict[str, dict[str, Any]]:
+    """A setting of :data:`SETTINGS` (with its floor and logit shift, or ``floor`` and ``shift``) and one
+    mitigation of it at a time."""
+    shift = SETTINGS[setting]["shift"] if shift is None else shift
     floor = SETTINGS[setting]["floor"] if floor is None else floor
     base = SHORT_MEMORY
     return {
@@ -207,6 +220,9 @@ def decline(generations: list[dict[str, Any]]) -> dict[str, Any]:
         "slope": float(slope),
         "slope_ci": [float(slope - t * slope_se), float(slope + t * slope_se)],
         "lag1_autocorrelation": float(np.corrcoef(lifts[:-1], lifts[1:])[0, 1]),
+        # An oscillation turns at every generation; independent lifts turn at 2/3 of the inner points.
+        "turns": int((np.diff(np.sign(np.diff(lifts))) != 0).sum()),
+        "turns_possible": len(lifts) - 2,
     }
 
 
@@ -223,8 +239,9 @@ def main() -> int:
         help="adyen: authorisation logits -1 (fewer approvals); imbalanced: +1 (more approvals, rarer declines)",
     )
     parser.add_argument("--floor", type=float, default=None, help="the setting's probability floor (default: 0.001)")
+    parser.add_argument("--shift", type=float, default=None, help="the setting's authorisation logit shift")
     args, _ = parser.parse_known_args()
-    known = configurations(args.setting, args.floor)
+    known = configurations(args.setting, args.floor, args.shift)
     parser.add_argument("--only", nargs="+", choices=list(known), default=list(known), help="configurations to run")
     parser.add_argument("--output", default="oscillation", help="results file name (benchmarks/results/<name>.json)")
     args = parser.parse_args()
