@@ -143,8 +143,13 @@ class ShiftedWorld(PaymentWorld):
         return self._shifted(super()._effects_at(micros))
 
 
-def run(name: str, config: dict[str, Any], days: int, per_day: int, gamma: float, seed: int) -> dict[str, Any]:
-    """Generations 0..days-1 of one configuration, retrained and promoted daily; lift from the world's truth."""
+def run(
+    name: str, config: dict[str, Any], days: int, per_day: int, gamma: float, seed: int, objective: str = "auto"
+) -> dict[str, Any]:
+    """Generations 0..days-1 of one configuration, retrained and promoted daily; lift from the world's truth.
+
+    ``objective`` is the LightGBM oracle's (``auto``: cross-entropy on authorisation outcomes).
+    """
     world = ShiftedWorld(config["shift"], seed)
     folder = Path(tempfile.mkdtemp(prefix="bg-oscillation-"))
     artifacts = folder / "artifacts"
@@ -178,7 +183,9 @@ def run(name: str, config: dict[str, Any], days: int, per_day: int, gamma: float
         if number + 1 == days:
             break
         options = RetrainOptions(
-            as_of=start + timedelta(days=1), oracle_overrides={"num_threads": 1}, **config["options"]
+            as_of=start + timedelta(days=1),
+            oracle_overrides={"num_threads": 1, "objective": objective},
+            **config["options"],
         )
         candidate = retrain(sessions, artifacts, "default", options).generation
         generations[-1]["next_training_positive_rate"] = candidate.row_counts.get("positive_rate")
@@ -240,6 +247,12 @@ def main() -> int:
     )
     parser.add_argument("--floor", type=float, default=None, help="the setting's probability floor (default: 0.001)")
     parser.add_argument("--shift", type=float, default=None, help="the setting's authorisation logit shift")
+    parser.add_argument(
+        "--objective",
+        choices=["auto", "regression"],
+        default="auto",
+        help="the LightGBM oracle's objective (auto: cross-entropy; regression: squared loss, SquareCB's oracle)",
+    )
     args, _ = parser.parse_known_args()
     known = configurations(args.setting, args.floor, args.shift)
     parser.add_argument("--only", nargs="+", choices=list(known), default=list(known), help="configurations to run")
@@ -248,7 +261,7 @@ def main() -> int:
     if args.days < 6:
         parser.error("--days must be at least 6")
     runs = {
-        f"{name} / {seed}": run(name, known[name], args.days, args.per_day, args.gamma, seed)
+        f"{name} / {seed}": run(name, known[name], args.days, args.per_day, args.gamma, seed, args.objective)
         for name in args.only
         for seed in args.seeds
     }
@@ -261,6 +274,7 @@ def main() -> int:
             "per_day": args.per_day,
             "gamma": args.gamma,
             "setting": args.setting,
+            "objective": args.objective,
             "seeds": args.seeds,
             "configurations": {
                 n: {"shift": c["shift"], "floor": c["floor"], **{k: str(v) for k, v in c["options"].items()}}
