@@ -298,6 +298,7 @@ def main() -> int:
                 "yes" if d["significant_decline"] else "no",
                 f"{d['slope'] * 1000:+.2f} [{d['slope_ci'][0] * 1000:+.2f}, {d['slope_ci'][1] * 1000:+.2f}]",
                 f"{d['lag1_autocorrelation']:+.2f}",
+                f"{d['turns']}/{d['turns_possible']}",
                 "yes" if result["health"]["flagged"] else "no",
                 f"{result['seconds']:.0f}",
             ]
@@ -313,6 +314,7 @@ def main() -> int:
                 "decline",
                 "slope x1000/gen. [95% CI]",
                 "lag-1 ac.",
+                "turns",
                 "health flag",
                 "seconds",
             ],
