@@ -40,16 +40,16 @@ What is compared
     uniform logs, the one supervised learning is sound for), ``late`` the mean lift of the last half of the
     generations, ``late - first`` with a 95% interval (``first``'s standard error over its transactions and
     ``late``'s over generations; generation 1's own model-to-model variability is not in it, which is why
-    the Adyen setting runs on more than one seed); and the ordinary least-squares ``slope`` of lift per
+    the settings run on more than one seed); and the ordinary least-squares ``slope`` of lift per
     generation with its 95% interval from the residual scatter (t distribution). A decline is significant
-    when the interval of ``late - first`` lies below 0. ``health`` is the oscillation flag of
+    when the interval of ``late - first`` lies below 0. ``lag1_autocorrelation`` and ``turns`` (inner
+    generations that are a local peak or trough) tell an oscillation from noise. ``health`` is the oscillation flag of
     :func:`banditgate.pipelines.health.generation_health` on the same ledger (realised rewards only, no
     access to the truth).
 
 Run: ``python benchmarks/oscillation.py [--setting imbalanced] [--seeds 21 22] [--only imbalanced ...]
-[--output NAME]`` (about 3 minutes
-per configuration and seed on one free core, twice that on a loaded machine); results in
-benchmarks/results/oscillation.json (or ``NAME.json``).
+[--objective regression] [--output NAME]`` (about 3 minutes per configuration and seed on one free core,
+9 on this loaded machine); results in benchmarks/results/oscillation.json (or ``NAME.json``).
 """
 
 from __future__ import annotations
