@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -213,6 +214,58 @@ def encode(event: DecisionEvent | RewardEvent) -> tuple[bytes, bytes]:
     body = event.model_dump(mode="json")
     ordered = {"type": body.pop("type"), "version": body.pop("version"), **body}
     return event.decision_id.encode(), json.dumps(ordered, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_decision(event_id: str, instance: str, record: DecisionRecord) -> tuple[bytes, bytes]:
+    """The key and value of the decision event of a logged ``record``, as :func:`encode` writes them, faster.
+
+    For the relay, which publishes decisions the decider made and the writer logged: they were validated on
+    their way in, so this skips building the pydantic models again (most of the cost of :func:`encode`). The
+    JSON is the same document (:func:`decode` reads the same event); non-ASCII text is written as UTF-8
+    rather than escaped.
+    """
+    body = {
+        "type": "decision",
+        "version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "instance": instance,
+        "decision": record.as_row(),
+    }
+    return record.decision_id.encode(), orjson.dumps(body, option=_ORJSON_OPTIONS)
+
+
+def encode_decision_json(
+    event_id: str, instance: str, decision_id: str, fields: Mapping[str, bytes]
+) -> tuple[bytes, bytes]:
+    """Like :func:`encode_decision`, from every field of the decision already as JSON text (``fields[name]``
+    for each name of :data:`DECISION_FIELDS`): the outbox hands over the JSON it stored without parsing it."""
+    decision = b",".join(b'"%s":%s' % (name, fields[name.decode()]) for name in _DECISION_FIELD_NAMES)
+    head = orjson.dumps({"type": "decision", "version": SCHEMA_VERSION, "event_id": event_id, "instance": instance})
+    return decision_id.encode(), b'%s,"decision":{%s}}' % (head[:-1], decision)
+
+
+def encode_reward(event_id: str, instance: str, reward: RewardPayload) -> tuple[bytes, bytes]:
+    """The key and value of a reward event, as :func:`encode` writes them (see :func:`encode_decision`)."""
+    body = {
+        "type": "reward",
+        "version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "instance": instance,
+        "reward": {
+            "decision_id": reward.decision_id,
+            "kind": reward.kind,
+            "value": reward.value,
+            "observed_at": reward.observed_at,
+            "received_at": reward.received_at,
+        },
+    }
+    return reward.decision_id.encode(), orjson.dumps(body, option=_ORJSON_OPTIONS)
+
+
+#: The fields of a decision on the wire, in the order :func:`encode` writes them.
+DECISION_FIELDS: tuple[str, ...] = tuple(DecisionPayload.model_fields)
+_DECISION_FIELD_NAMES = tuple(name.encode() for name in DECISION_FIELDS)
+_ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def decode(value: bytes) -> DecisionEvent | RewardEvent:
