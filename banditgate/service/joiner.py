@@ -162,8 +162,8 @@ class JoinerOptions:
         The topics to consume.
     group_id
         The consumer group: joiners of one group share the partitions.
-    partitions
-        Partitions of a topic the joiner creates because it is missing.
+    partitions, replication_factor
+        Partitions and replicas of a topic the joiner creates because it is missing.
     hold
         How long a reward waits for its decision before it is recorded as orphaned.
     max_batch
@@ -182,6 +182,7 @@ class JoinerOptions:
     rewards_topic: str
     group_id: str
     partitions: int = 6
+    replication_factor: int = 1
     hold: timedelta = timedelta(hours=1)
     max_batch: int = 5000
     skip: frozenset[tuple[str, int, int]] = field(default_factory=frozenset)
@@ -228,7 +229,9 @@ class Joiner:
     def run(self, stop: threading.Event | None = None) -> None:
         """Consume until ``stop`` is set (returns) or an unreadable event is met (raises :class:`StoppedAtEvent`)."""
         stop = stop or threading.Event()
-        ensure_topics(self.options.bootstrap_servers, self._topics, self.options.partitions)
+        ensure_topics(
+            self.options.bootstrap_servers, self._topics, self.options.partitions, self.options.replication_factor
+        )
         consumer = self._consumer()
         log.info(
             "joiner started: group %s, topics %s and %s, brokers %s, hold %g s, batches of at most %d",
@@ -393,8 +396,9 @@ class Joiner:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
 
 
-def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int) -> None:
-    """Create the topics that do not exist yet, with ``partitions`` partitions each."""
+def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int, replication_factor: int = 1) -> None:
+    """Create the topics that do not exist yet, with ``partitions`` partitions and ``replication_factor`` replicas
+    each (as the relay does: ``kafka_partitions``, ``kafka_replication_factor``)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError
@@ -404,8 +408,8 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int
     except KafkaError as exc:
         raise BrokerUnreachable(f"cannot reach a Kafka broker at {bootstrap_servers}: {exc}") from None
     try:
-        # Replication factor -1: the broker's default (default.replication.factor).
-        result = admin.create_topics([NewTopic(t, partitions, -1) for t in topics], raise_errors=False)
+        new = [NewTopic(topic, partitions, replication_factor) for topic in topics]
+        result = admin.create_topics(new, raise_errors=False)
         for topic in result.get("topics", []) if isinstance(result, dict) else []:
             if topic.get("error_code") == 0:
                 log.info("created topic %s with %d partitions", topic["name"], partitions)

@@ -155,7 +155,7 @@ class Settings(BaseSettings):
         "left as they are); the most joiners that share the work",
     )
     kafka_replication_factor: int = Field(
-        default=1, ge=1, le=32, description="replicas of each topic when the relay creates it"
+        default=1, ge=1, le=32, description="replicas of each topic when the relay or a joiner creates it"
     )
     kafka_relay_batch: int = Field(
         default=2000, ge=1, le=100_000, description="most outbox events the relay publishes per acknowledged batch"

@@ -86,6 +86,7 @@ def joiner_command(
         rewards_topic=settings.kafka_rewards_topic,
         group_id=group or settings.joiner_group_id,
         partitions=settings.kafka_partitions,
+        replication_factor=settings.kafka_replication_factor,
         hold=timedelta(seconds=settings.joiner_hold_seconds),
         max_batch=settings.joiner_max_batch,
         skip=frozenset(skip),
