@@ -359,7 +359,13 @@ class _DailyLoop:
         from banditgate.service.gate_worker import compute_gate
 
         result = compute_gate(
-            self.sessions, self.settings.artifact_dir, POLICY, number, options=self.gate_options, as_of=day_end
+            self.sessions,
+            self.settings.artifact_dir,
+            POLICY,
+            number,
+            options=self.gate_options,
+            as_of=day_end,
+            drift_report=False,  # no HTML gate report: evidently's plotly figures would cost more than the tests
         )
         self.report.gates.append(_gate_record(day, day_end, number, result))
         record = self.generations[number]
@@ -406,6 +412,7 @@ class _DailyLoop:
             options=self.chargeback_options,
             as_of=day_end,
             store=False,
+            drift_report=False,
         )
         self.report.gates.append(_gate_record(day, day_end, self.deployed, result))
 

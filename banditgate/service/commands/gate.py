@@ -66,7 +66,7 @@ def gate_command(
         typer.secho(f"invalid settings or options: {exc}", fg="red", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     try:
-        result = _evaluate(settings, policy, generation, when, options, what_if, store)
+        result = _evaluate(settings, policy, generation, when, options, what_if, store, drift_report=html is not None)
         if html is not None:
             from banditgate.monitoring.report import write_gate_report
 
@@ -99,8 +99,10 @@ def _evaluate(
     options: GateOptions,
     what_if: str | None,
     store: bool,
+    drift_report: bool = True,
 ) -> GateResult:
-    """Evaluate the gate on the configured ledger, and store the evaluation if asked."""
+    """Evaluate the gate on the configured ledger, and store the evaluation if asked (``drift_report``: keep
+    evidently's report of the drift tests, for ``--html``)."""
     from banditgate.ledger.db import make_engine, make_sessionmaker
     from banditgate.ledger.migrate import upgrade
     from banditgate.service.gate_worker import compute_gate
@@ -117,6 +119,7 @@ def _evaluate(
             as_of=as_of,
             what_if=what_if,
             store=store,
+            drift_report=drift_report,
         )
     finally:
         engine.dispose()
