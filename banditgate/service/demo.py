@@ -105,6 +105,8 @@ class GateRecord:
     dimensions: dict[str, float]
     decisions: int
     labelled: int
+    #: Labelled decisions made after the generation's training window: what reliability is measured on.
+    judged: int
     summary: str
 
 
@@ -138,6 +140,18 @@ class DayRecord:
 
 
 @dataclass
+class StageSeconds:
+    """Wall-clock seconds spent in each part of the run (the traffic is everything else)."""
+
+    gate: float = 0.0
+    chargeback_gate: float = 0.0
+    promotion: float = 0.0
+    retrain: float = 0.0
+    truth: float = 0.0
+    traffic: float = 0.0
+
+
+@dataclass
 class DemoReport:
     """Everything ``report.html`` and ``report.json`` show."""
 
@@ -155,6 +169,7 @@ class DemoReport:
     rewards_posted: dict[str, int] = field(default_factory=dict)
     rewards_unposted: dict[str, int] = field(default_factory=dict)
     failed_requests: int = 0
+    stage_seconds: StageSeconds = field(default_factory=StageSeconds)
     per_day: list[DayRecord] = field(default_factory=list)
     generations: list[GenerationRecord] = field(default_factory=list)
     gates: list[GateRecord] = field(default_factory=list)
@@ -241,6 +256,10 @@ def run_demo(
     report = asyncio.run(_run(options, on_progress, on_stage))
     report.wall_seconds = time.perf_counter() - started
     report.cpu_seconds = time.process_time() - cpu
+    stages = report.stage_seconds
+    stages.traffic = report.wall_seconds - sum(
+        (stages.gate, stages.chargeback_gate, stages.promotion, stages.retrain, stages.truth)
+    )
     report.load_average = os.getloadavg()
     return report
 
@@ -344,20 +363,26 @@ class _DailyLoop:
 
     async def end_of_day(self, day: int, day_end: datetime, batch: TrafficBatch) -> None:
         # The work is synchronous (LightGBM, pandas); the service is idle meanwhile (the day is settled).
+        stages = self.report.stage_seconds
         if self.pending is not None:
             self._stage(day, f"gate: generation {self.pending}")
             await self._judge_and_promote(day, day_end, batch, self.pending)
         if day % CHARGEBACK_EVERY_DAYS == CHARGEBACK_EVERY_DAYS - 1:
             self._stage(day, "gate on chargebacks")
+            started = time.perf_counter()
             self._judge_chargebacks(day, day_end)
+            stages.chargeback_gate += time.perf_counter() - started
         if day + 1 < self.report.days:
             self._stage(day, "retrain")
+            started = time.perf_counter()
             self.pending = self._retrain(day, day_end)
+            stages.retrain += time.perf_counter() - started
 
     async def _judge_and_promote(self, day: int, day_end: datetime, batch: TrafficBatch, number: int) -> None:
         from banditgate.ledger.promotion import GateRefused, promote
         from banditgate.service.gate_worker import compute_gate
 
+        started = time.perf_counter()
         result = compute_gate(
             self.sessions,
             self.settings.artifact_dir,
@@ -367,9 +392,14 @@ class _DailyLoop:
             as_of=day_end,
             drift_report=False,  # no HTML gate report: evidently's plotly figures would cost more than the tests
         )
+        stages = self.report.stage_seconds
+        stages.gate += time.perf_counter() - started
         self.report.gates.append(_gate_record(day, day_end, number, result))
         record = self.generations[number]
+        started = time.perf_counter()
         record.true_value, record.judged_on_day = self._true_value(number, batch), day
+        stages.truth += time.perf_counter() - started
+        started = time.perf_counter()
         gate = _JudgedGate(result)
         before = self.deployed
         assert self.runtime is not None
@@ -388,6 +418,7 @@ class _DailyLoop:
             self.generations[before].status = "retired"
             record.status = "deployed"
             self.deployed = number
+        stages.promotion += time.perf_counter() - started
         self.report.promotions.append(
             PromotionRecord(
                 day=day,
@@ -503,6 +534,7 @@ def _gate_record(day: int, day_end: datetime, number: int, result: GateResult) -
         dimensions={name: float(d["value"]) for name, d in report["dimensions"].items()},
         decisions=int(size.get("decisions", report["windows"]["current"]["decisions"])),
         labelled=int(size.get("labelled", 0)),
+        judged=int(size.get("judged", 0)),
         summary=str(report.get("summary", "")),
     )
 
