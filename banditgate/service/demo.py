@@ -55,6 +55,11 @@ DRIFT_RAMP_DAYS = 7.0
 CHARGEBACK_EVERY_DAYS = 5
 #: The OPE estimators reported per candidate.
 ESTIMATORS = ("dr", "snips", "ips", "dm")
+#: The demo policy's gate: a week of evidence (the default month would judge a candidate on traffic from before a
+#: drift for weeks after it), and the full candidate sets of 1,000 decisions per window scored (the default 5,000
+#: would score every decision of a small ledger's window, several times per evaluation).
+GATE_WINDOW_DAYS = 7.0
+GATE_SCORING_SIZE = 1_000
 #: Who promotes, in the audit trail.
 ACTOR = "banditgate demo"
 #: Files a demo writes in its folder (anything else there means the folder is not a demo's).
@@ -241,7 +246,7 @@ class DemoOptions:
     folder: Path
     days: int = 60
     seed: int = 0
-    decisions_per_day: int = 400
+    decisions_per_day: int = 200
 
     @property
     def drift_onset_day(self) -> float:
@@ -266,9 +271,10 @@ def run_demo(
 
 def demo_settings(folder: Path) -> Any:
     """The service's settings for a demo in ``folder``: its own ledger and artifacts, simulated clock, one process."""
-    from banditgate.service.settings import Settings
+    from banditgate.service.settings import GateSettings, Settings
 
     return Settings(
+        gate=GateSettings(window_days=GATE_WINDOW_DAYS),
         database_url=f"sqlite:///{folder / 'ledger.db'}",
         artifact_dir=folder / "artifacts",
         simulated_clock=True,
@@ -350,8 +356,9 @@ class _DailyLoop:
         self.world = world
         self.report = report
         self.on_stage = on_stage
-        self.gate_options = settings.gate_for(POLICY).options()
-        self.chargeback_options = settings.gate_for(POLICY).options(reward_kind="chargeback")
+        gate = settings.gate_for(POLICY)
+        self.gate_options = gate.options(scoring_size=GATE_SCORING_SIZE)
+        self.chargeback_options = gate.options(scoring_size=GATE_SCORING_SIZE, reward_kind="chargeback")
         self.runtime: Runtime | None = None
         self.pending: int | None = None  # the candidate trained yesterday, judged today
         self.deployed = 0

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 #: Bounds of ``--days``: two weeks fill the first training window; four months keep the run short.
 MIN_DAYS, MAX_DAYS = 14, 120
-DEFAULT_DECISIONS_PER_DAY = 400
+DEFAULT_DECISIONS_PER_DAY = 200
 
 
 def demo_command(
