@@ -41,8 +41,12 @@ if TYPE_CHECKING:
     from banditgate.ledger.models import Generation, Policy
     from banditgate.ledger.promotion import GateVerdict
     from banditgate.monitoring.gate import GateResult
+    from banditgate.pipelines.retrain import RetrainResult
     from banditgate.service.runtime import Runtime
+    from banditgate.service.settings import Settings
+    from banditgate.simulator.driver import SimulationSummary
     from banditgate.simulator.traffic import TrafficBatch
+    from banditgate.simulator.world import PaymentWorld
 
 #: Simulated time of the first day: fixed, so that a seed reproduces the run.
 DEMO_START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -62,8 +66,10 @@ GATE_WINDOW_DAYS = 7.0
 GATE_SCORING_SIZE = 1_000
 #: Who promotes, in the audit trail.
 ACTOR = "banditgate demo"
+#: The file that marks a folder as a demo's: written first, so that even an interrupted demo's folder is one.
+DEMO_MARKER = ".banditgate-demo"
 #: Files a demo writes in its folder (anything else there means the folder is not a demo's).
-DEMO_FILES = ("ledger.db", "ledger.db-wal", "ledger.db-shm", "artifacts", "report.html", "report.json")
+DEMO_FILES = (DEMO_MARKER, "ledger.db", "ledger.db-wal", "ledger.db-shm", "artifacts", "report.html", "report.json")
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,9 @@ class DemoReport:
     drift_onset_day: float
     drift_ramp_days: float
     start: str
+    #: The gate's level thresholds on S: SUFFICIENT from the first, DEGRADED from the second.
+    sufficient: float = 0.8
+    degraded: float = 0.5
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -269,7 +278,7 @@ def run_demo(
     return report
 
 
-def demo_settings(folder: Path) -> Any:
+def demo_settings(folder: Path) -> Settings:
     """The service's settings for a demo in ``folder``: its own ledger and artifacts, simulated clock, one process."""
     from banditgate.service.settings import GateSettings, Settings
 
@@ -342,15 +351,12 @@ class _DailyLoop:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         sessions: sessionmaker[Session],
-        world: Any,
+        world: PaymentWorld,
         report: DemoReport,
         on_stage: DayHook | None,
     ) -> None:
-        from banditgate.service.settings import Settings
-
-        assert isinstance(settings, Settings)
         self.settings = settings
         self.sessions = sessions
         self.world = world
@@ -358,6 +364,8 @@ class _DailyLoop:
         self.on_stage = on_stage
         gate = settings.gate_for(POLICY)
         self.gate_options = gate.options(scoring_size=GATE_SCORING_SIZE)
+        report.sufficient = self.gate_options.parameters.sufficient
+        report.degraded = self.gate_options.parameters.degraded
         self.chargeback_options = gate.options(scoring_size=GATE_SCORING_SIZE, reward_kind="chargeback")
         self.runtime: Runtime | None = None
         self.pending: int | None = None  # the candidate trained yesterday, judged today
@@ -495,7 +503,7 @@ class _DailyLoop:
             matrix[i, positions[a:b]] = rule.probability_list(scores[a:b])
         return float(batch.expected_reward(matrix).mean())
 
-    def finish(self, summary: Any) -> None:
+    def finish(self, summary: SimulationSummary) -> None:
         """Fold the driver's summary (per day, per generation) into the report."""
         report = self.report
         report.decisions = summary.decisions
@@ -546,7 +554,7 @@ def _gate_record(day: int, day_end: datetime, number: int, result: GateResult) -
     )
 
 
-def _generation_record(day: int, result: Any) -> GenerationRecord:
+def _generation_record(day: int, result: RetrainResult) -> GenerationRecord:
     generation, ope = result.generation, result.ope_report
     candidate = ope["policies"]["candidate"]["estimates"]
     choice = ope.get("exploration", {})

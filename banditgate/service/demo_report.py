@@ -219,7 +219,7 @@ def _sufficiency_section(report: DemoReport) -> str:
     axes[0].set(
         ylabel="S", title="sufficiency S (levels: SUFFICIENT above the upper line, INSUFFICIENT below the lower)"
     )
-    for level in (0.8, 0.5):
+    for level in (report.sufficient, report.degraded):
         axes[0].axhline(level, color="#9e9e9e", lw=0.8, ls="--")
     axes[0].legend(loc="lower left")
     for row, kind in ((1, "authorisation"), (2, "chargeback")):

@@ -38,7 +38,8 @@ def _report(out: Path) -> dict[str, Any]:
 
 def test_the_demo_writes_both_reports_and_a_summary(demo_run: tuple[Path, Any]) -> None:
     out, result = demo_run
-    assert sorted(p.name for p in out.iterdir()) == ["artifacts", "ledger.db", "report.html", "report.json"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [".banditgate-demo", "artifacts", "ledger.db", "report.html", "report.json"]
     assert "banditgate demo" in result.stdout and "generations that served" in result.stdout
     assert f"wrote {out / 'report.html'}" in result.stdout
     report = _report(out)
@@ -146,12 +147,17 @@ def test_bad_options_exit_64(arguments: list[str], message: str, tmp_path: Path)
 
 
 def test_a_folder_holding_other_files_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "ledger.db").write_text("someone's ledger")  # a demo's file name, but no demo wrote it
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == EXIT_USAGE
+    assert "not a demo's folder (no .banditgate-demo)" in result.output
+    assert (tmp_path / "ledger.db").read_text() == "someone's ledger"
+    (tmp_path / ".banditgate-demo").write_text("")
     (tmp_path / "notes.txt").write_text("mine")
-    (tmp_path / "report.json").write_text("{}")
     result = runner.invoke(app, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == EXIT_USAGE
     assert "not a demo's (notes.txt)" in result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "report.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".banditgate-demo", "ledger.db", "notes.txt"]
     (tmp_path / "file").write_text("")
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "file")])
     assert result.exit_code == EXIT_USAGE

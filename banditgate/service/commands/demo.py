@@ -103,13 +103,22 @@ def demo_command(
 
 def _prepare(out: Path) -> None:
     """Create ``out``, or empty it of a previous demo's files; refuse a folder holding anything else."""
-    from banditgate.service.demo import DEMO_FILES
+    from banditgate.service.demo import DEMO_FILES, DEMO_MARKER
 
     if out.exists():
         if not out.is_dir():
             typer.secho(f"--out {out}: not a folder", fg="red", err=True)
             raise typer.Exit(EXIT_USAGE)
-        others = sorted(p.name for p in out.iterdir() if p.name not in DEMO_FILES)
+        present = sorted(p.name for p in out.iterdir())
+        others = [name for name in present if name not in DEMO_FILES]
+        if present and DEMO_MARKER not in present:
+            typer.secho(
+                f"--out {out} is not empty and not a demo's folder (no {DEMO_MARKER}): choose another folder, or "
+                "empty this one",
+                fg="red",
+                err=True,
+            )
+            raise typer.Exit(EXIT_USAGE)
         if others:
             typer.secho(
                 f"--out {out} holds files that are not a demo's ({', '.join(others[:5])}"
@@ -126,6 +135,7 @@ def _prepare(out: Path) -> None:
                 path.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
+        (out / DEMO_MARKER).write_text("written by banditgate demo: the command replaces this folder's content\n")
     except OSError as exc:
         typer.secho(f"--out {out}: cannot create it: {exc}", fg="red", err=True)
         raise typer.Exit(EXIT_USAGE) from None
