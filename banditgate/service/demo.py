@@ -14,8 +14,9 @@ later, chargebacks 45 days and more later. At the end of every simulated day:
 3. a new candidate is retrained on the matured logs (:func:`banditgate.pipelines.retrain.retrain`, default
    options, LightGBM on one thread), with its off-policy report.
 
-Every :data:`CHARGEBACK_EVERY_DAYS` days the deployed generation is also judged on chargeback labels (not
-stored): chargebacks arrive 45 days and more after the payment, so S stays low for weeks, the blind period.
+Every :data:`CHARGEBACK_EVERY_DAYS` days the deployed generation is also judged on chargeback labels, on every
+decision since the start (not stored): chargebacks arrive 45 days and more after the payment, so S stays at
+zero for six weeks and rises slowly after, the blind period.
 
 A drift of the world (``concept`` by default: issuers change behaviour, the features do not move) starts half-way
 and ramps in over :data:`DRIFT_RAMP_DAYS` days. The run is deterministic for a seed: fixed start date, fixed
@@ -55,13 +56,19 @@ POLICY = "default"
 #: Drift scenario injected half-way, and the days it takes to reach full strength.
 DRIFT_SCENARIO = "concept"
 DRIFT_RAMP_DAYS = 7.0
-#: Days between two judgements of the deployed generation on chargeback labels.
+#: Days between two judgements of the deployed generation on chargeback labels. Those judge every decision since
+#: the start (a week-long window would hold no chargeback ever: none arrives before 45 days), on a sample of
+#: :data:`CHARGEBACK_SAMPLE_SIZE` of them.
 CHARGEBACK_EVERY_DAYS = 5
+CHARGEBACK_SAMPLE_SIZE = 5_000
 #: The OPE estimators reported per candidate.
 ESTIMATORS = ("dr", "snips", "ips", "dm")
 #: The demo policy's gate: a week of evidence (the default month would judge a candidate on traffic from before a
 #: drift for weeks after it), and the full candidate sets of 1,000 decisions per window scored (the default 5,000
-#: would score every decision of a small ledger's window, several times per evaluation).
+#: would score every decision of a small ledger's window, several times per evaluation). A candidate is judged
+#: on the day after its training window, and its reliability must rest on as many labelled decisions as an
+#: average day brings (``min_labelled``, 100 by default): the candidates judged on a quiet day (a weekend)
+#: are refused as INSUFFICIENT, and the promotion waits for the next day's candidate.
 GATE_WINDOW_DAYS = 7.0
 GATE_SCORING_SIZE = 1_000
 #: Who promotes, in the audit trail.
@@ -278,12 +285,13 @@ def run_demo(
     return report
 
 
-def demo_settings(folder: Path) -> Settings:
-    """The service's settings for a demo in ``folder``: its own ledger and artifacts, simulated clock, one process."""
+def demo_settings(folder: Path, decisions_per_day: int) -> Settings:
+    """The service's settings for a demo in ``folder``: its own ledger and artifacts, simulated clock, one process,
+    the demo's gate (see :data:`GATE_WINDOW_DAYS`)."""
     from banditgate.service.settings import GateSettings, Settings
 
     return Settings(
-        gate=GateSettings(window_days=GATE_WINDOW_DAYS),
+        gate=GateSettings(window_days=GATE_WINDOW_DAYS, parameters={"min_labelled": decisions_per_day}),
         database_url=f"sqlite:///{folder / 'ledger.db'}",
         artifact_dir=folder / "artifacts",
         simulated_clock=True,
@@ -304,7 +312,7 @@ async def _run(options: DemoOptions, on_progress: ProgressHook | None, on_stage:
     from banditgate.simulator.driver import in_process_client, run_simulation
     from banditgate.simulator.world import PaymentWorld
 
-    settings = demo_settings(options.folder)
+    settings = demo_settings(options.folder, options.decisions_per_day)
     scenario = DriftScenario.preset(DRIFT_SCENARIO, onset_day=options.drift_onset_day, ramp_days=DRIFT_RAMP_DAYS)
     world = PaymentWorld(scenario, seed=options.seed, epoch=DEMO_START)
     prefix = f"demo{options.seed}-"
@@ -366,7 +374,12 @@ class _DailyLoop:
         self.gate_options = gate.options(scoring_size=GATE_SCORING_SIZE)
         report.sufficient = self.gate_options.parameters.sufficient
         report.degraded = self.gate_options.parameters.degraded
-        self.chargeback_options = gate.options(scoring_size=GATE_SCORING_SIZE, reward_kind="chargeback")
+        self.chargeback_options = gate.options(
+            scoring_size=GATE_SCORING_SIZE,
+            reward_kind="chargeback",
+            window_days=float(report.days),
+            sample_size=CHARGEBACK_SAMPLE_SIZE,
+        )
         self.runtime: Runtime | None = None
         self.pending: int | None = None  # the candidate trained yesterday, judged today
         self.deployed = 0

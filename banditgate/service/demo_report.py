@@ -242,9 +242,9 @@ def _sufficiency_section(report: DemoReport) -> str:
     note = (
         "Each day the gate judged the candidate trained the day before on the day of traffic after its training "
         "window (authorisation labels arrive in seconds). Every "
-        f"{_chargeback_every(report)} days the deployed generation was also judged on chargebacks, which arrive "
-        "45 to 180 days after the payment: completeness and freshness stay near zero through the blind period, "
-        "and S with them, whatever the model is worth."
+        f"{_chargeback_every(report)} days the deployed generation was also judged on chargebacks, over every "
+        "decision since the start: they arrive 45 to 180 days after the payment, so completeness and freshness "
+        "stay at zero through the blind period, and S with them, whatever the model is worth."
     )
     return f'<p class="note">{note}</p>{_svg(fig)}'
 

@@ -115,6 +115,7 @@ def test_the_page_has_every_section_with_its_chart_and_fetches_nothing(demo_run:
     assert "<script" not in page
 
 
+@pytest.mark.slow  # a second run
 def test_a_rerun_with_the_same_seed_replaces_the_demo_and_gives_the_same_report(
     demo_run: tuple[Path, Any], tmp_path: Path
 ) -> None:
