@@ -1,8 +1,8 @@
 """``banditgate demo``: a short run through the command line, its reports, its refusals, and the page in a browser.
 
-One small run (14 days, 110 payments a day) is shared by the tests of this module: at that size the candidates
-are judged on about 110 labelled decisions a day, around the gate's minimum of 100, so the weekday seasonality of
-the traffic gives both verdicts (SUFFICIENT and promoted on busy days, INSUFFICIENT and refused on quiet ones).
+One small run (14 days, 110 payments a day) is shared by the tests of this module. The demo's gate asks for as
+many labelled decisions after a candidate's training window as an average day brings, so the weekday seasonality
+of the traffic gives both verdicts (SUFFICIENT and promoted on busy days, INSUFFICIENT and refused on quiet ones).
 """
 
 from __future__ import annotations
