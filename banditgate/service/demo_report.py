@@ -189,8 +189,7 @@ def _ope_section(report: DemoReport) -> str:
     note = (
         "Off-policy estimates of each candidate as served (its exploration included) on the held-out end of its "
         "training window, against its true expected authorisation on the transactions of the following day (the "
-        "day the gate watched it), computed from the simulator's truth. After the drift the estimates, made on "
-        "data from before, overstate what the candidate is worth. "
+        "day the gate watched it), computed from the simulator's truth. "
         f"DR's interval holds the true value for {covered} of {len(judged)} candidates."
     )
     rows = [
@@ -216,12 +215,14 @@ def _sufficiency_section(report: DemoReport) -> str:
         axes[0].plot(
             [g.day + 1 for g in gates], [g.S for g in gates], marker + "-", ms=3, color=color, label=kinds[kind]
         )
+    refused = [p for p in report.promotions if not p.allowed]
+    axes[0].plot([p.day + 1 for p in refused], [p.S for p in refused], "x", ms=6, color="#ef6c00", label="refused")
     axes[0].set(
         ylabel="S", title="sufficiency S (levels: SUFFICIENT above the upper line, INSUFFICIENT below the lower)"
     )
     for level in (report.sufficient, report.degraded):
         axes[0].axhline(level, color="#9e9e9e", lw=0.8, ls="--")
-    axes[0].legend(loc="lower left")
+    axes[0].legend(loc="center left")
     for row, kind in ((1, "authorisation"), (2, "chargeback")):
         gates = [g for g in report.gates if g.reward_kind == kind]
         for dimension in DIMENSIONS:
@@ -241,7 +242,9 @@ def _sufficiency_section(report: DemoReport) -> str:
     axes[2].set(xlabel="simulated day")
     note = (
         "Each day the gate judged the candidate trained the day before on the day of traffic after its training "
-        "window (authorisation labels arrive in seconds). Every "
+        "window (authorisation labels arrive in seconds); a candidate is refused (an orange cross) when its level "
+        "is not SUFFICIENT, also when S is high but rests on fewer labelled decisions than the gate asks for "
+        "(INSUFFICIENT). Every "
         f"{_chargeback_every(report)} days the deployed generation was also judged on chargebacks, over every "
         "decision since the start: they arrive 45 to 180 days after the payment, so completeness and freshness "
         "stay at zero through the blind period, and S with them, whatever the model is worth."
