@@ -1,6 +1,6 @@
 """banditgate: a contextual-bandit decision service for payment processing.
 
-Subpackages (dependencies point one way, DESIGN.md section 3):
+Subpackages (dependencies point one way, docs/architecture.md):
 ``policies`` <- ``ledger`` <- {``pipelines``, ``monitoring``} <- ``service``.
 """
 

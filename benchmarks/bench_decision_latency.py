@@ -21,8 +21,8 @@ How
     (``FeatureSpace.transform_decision``), the oracle call (``oracle.predict_decision``), the exploration
     rule, and the bookkeeping (request fingerprint, id + draw).
 
-Target (DESIGN.md section 5): p50 <= 100 us, p99 <= 500 us. When it is missed (or with ``--profile``) the
-decisions are run again under cProfile and the most expensive functions are printed.
+Target (docs/operations.md, "Performance targets"): p50 <= 100 us, p99 <= 500 us. When it is missed (or with
+``--profile``) the decisions are run again under cProfile and the most expensive functions are printed.
 
 Run: ``python benchmarks/bench_decision_latency.py [--quick] [--profile]``; results go to
 ``benchmarks/results/bench_decision_latency.json``.

@@ -27,7 +27,7 @@ How
     they are for). When the target is missed the top 25 functions by cumulative time are printed
     and stored.
 
-Target: <= 15 s (DESIGN.md section 5 and issue 4).
+Target: <= 15 s (docs/operations.md, "Performance targets").
 
 Run: ``python benchmarks/bench_gate.py [--decisions N] [--profile]``; results in
 benchmarks/results/bench_gate.json.

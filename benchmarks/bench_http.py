@@ -33,14 +33,22 @@ How
     The machine has 2 cores shared by wrk and the server (and by anything else running), so absolute numbers
     are lower than on a dedicated server; the ratio between the two servers is the number to compare.
 
-Target (DESIGN.md section 5): banditgate's throughput >= 60% of the bare endpoint's; p99 reported.
+Target (docs/operations.md, "Performance targets"): banditgate's throughput >= 60% of the bare endpoint's; p99 reported.
 
-Run: ``python benchmarks/bench_http.py [--quick]``; results go to ``benchmarks/results/bench_http.json``.
+With ``--kafka``, a third server runs in the same rounds: ``banditgate serve`` with the Kafka transport
+(``BANDITGATE_KAFKA_BOOTSTRAP_SERVERS``: the same ledger for its policies, decisions logged to an outbox file
+of its own and published by its relay) against a Tansu broker on 127.0.0.1 (the tests' broker, from the test
+extra). Its acknowledged decisions are counted in the outbox, and after the last run the script waits for
+the relay to publish them all. Target (issue 12): its ratio to bare at least the embedded ratio minus 5 points.
+
+Run: ``python benchmarks/bench_http.py [--quick] [--kafka]``; results go to ``benchmarks/results/bench_http.json``
+(``bench_http_kafka.json`` with ``--kafka``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -80,6 +88,8 @@ NAME = "bench_http"
 POLICY = "default"
 HOST = "127.0.0.1"
 TARGET_RATIO = 0.60
+#: The Kafka transport's ratio to bare may be at most this far below the embedded transport's (issue 12).
+KAFKA_TARGET_POINTS = 0.05
 #: The request body's shape: about ten context fields, ten actions with two features each.
 BODY_SHAPE = Shape(context_features=10, action_features=2, actions=10)
 RUN_COLUMNS = [
@@ -248,6 +258,18 @@ def run_wrk(wrk: str, script: Path, url: str, seconds: float, connections: int, 
     raise RuntimeError(f"wrk printed no result line:\n{result.stdout}\n{result.stderr}")
 
 
+def wait_for_relay(server: Server, outbox: Path, timeout: float = 600.0) -> dict[str, Any]:
+    """After the last run: how long the relay takes to publish what the Kafka server logged, and its state."""
+    start = time.monotonic()
+    with httpx.Client(timeout=10.0) as client:
+        while True:
+            transport = client.get(f"{server.url}/healthz").json()["transport"]
+            if transport["backlog"] == 0 or time.monotonic() - start > timeout:
+                break
+            time.sleep(0.2)
+    return {**transport, "seconds_to_drain_after_the_runs": time.monotonic() - start}
+
+
 def count_decisions(database: Path) -> int:
     with sqlite3.connect(database, timeout=30) as connection:
         return int(connection.execute("SELECT count(*) FROM decisions").fetchone()[0])
@@ -302,7 +324,7 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def build_servers(tmp: Path, database: Path, artifact_dir: Path) -> dict[str, Server]:
+def build_servers(tmp: Path, database: Path, artifact_dir: Path, kafka: str | None = None) -> dict[str, Server]:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("BANDITGATE_")}
     base_env["PYTHONUNBUFFERED"] = "1"
     service_env = {
@@ -315,10 +337,10 @@ def build_servers(tmp: Path, database: Path, artifact_dir: Path) -> dict[str, Se
     banditgate = shutil.which("banditgate", path=str(Path(sys.executable).parent)) or shutil.which("banditgate")
     if banditgate is None:
         raise SystemExit("the banditgate command is not installed: pip install -e '.[test]'")
-    service_port, bare_port = free_port(), free_port()
+    service_port, bare_port, kafka_port = free_port(), free_port(), free_port()
     uvicorn_settings = ["--host", HOST, "--workers", "1", "--log-level", "warning", "--no-access-log"]
     bare_app = [sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--app-dir", str(REPO_DIR)]
-    return {
+    servers = {
         "bare": Server(
             "bare",
             [*bare_app, "--port", str(bare_port), *uvicorn_settings],
@@ -335,6 +357,22 @@ def build_servers(tmp: Path, database: Path, artifact_dir: Path) -> dict[str, Se
             service_port,
         ),
     }
+    if kafka is not None:
+        # The same ledger for its policies; decisions go to an outbox of its own and from there to the broker.
+        servers["banditgate-kafka"] = Server(
+            "banditgate-kafka",
+            [banditgate, "serve", "--host", HOST, "--port", str(kafka_port), "--workers", "1"],
+            {
+                **service_env,
+                "BANDITGATE_KAFKA_BOOTSTRAP_SERVERS": kafka,
+                "BANDITGATE_OUTBOX_PATH": str(tmp / "outbox.db"),
+                "BANDITGATE_KAFKA_DECISIONS_TOPIC": f"bench-decisions-{kafka_port}",
+                "BANDITGATE_KAFKA_REWARDS_TOPIC": f"bench-rewards-{kafka_port}",
+            },
+            tmp / "banditgate-kafka.log",
+            kafka_port,
+        )
+    return servers
 
 
 def summarise(runs: list[Run], name: str) -> dict[str, Any]:
@@ -372,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-wait", type=float, default=120.0, help="seconds to wait for an idle machine")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--kafka",
+        action="store_true",
+        help="also measure banditgate with the Kafka transport (outbox and relay) against a Tansu broker on "
+        "127.0.0.1 (the tests' broker, from the test extra), in the same rounds",
+    )
     args = parser.parse_args(argv)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     duration = args.duration or (5.0 if args.quick else 20.0)
@@ -388,19 +432,28 @@ def main(argv: list[str] | None = None) -> int:
     body_json = json.dumps(body, separators=(",", ":"))
     training_rows = 5_000 if args.quick else 20_000
 
-    with tempfile.TemporaryDirectory(prefix="banditgate-bench-http-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="banditgate-bench-http-") as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
+        broker = None
+        if args.kafka:
+            sys.path.insert(0, str(REPO_DIR))
+            from tests.support.kafka import kafka_broker
+
+            broker = stack.enter_context(kafka_broker(tmp))
         database, artifact_dir = tmp / "ledger.db", tmp / "artifacts"
         print(f"training LightGBMOracle(num_boost_round=100) on {training_rows:,} decisions of the body's shape ...")
         oracle = train_oracle(BODY_SHAPE, rows=training_rows, num_boost_round=100, seed=args.seed)
         ledger = deploy_trained_policy(f"sqlite:///{database}", artifact_dir, POLICY, oracle)
         script = tmp / "post.lua"
         script.write_text(WRK_SCRIPT % {"body": body_json})
-        servers = build_servers(tmp, database, artifact_dir)
+        servers = build_servers(tmp, database, artifact_dir, broker.bootstrap_servers if broker else None)
+        logs = {"banditgate": database, "banditgate-kafka": tmp / "outbox.db"}  # where each logs its decisions
 
         background = wait_for_quiet(args.max_wait)
         runs: list[Run] = []
         all_ok_200 = 0  # every 200 the service sent, warm-ups included, for the final row count
+        kafka_ok_200 = 0
+        drain: dict[str, Any] | None = None
         try:
             code_before_start = code_state()  # the servers import banditgate now: that is the code measured
             first = {name: server.start(body) for name, server in servers.items()}
@@ -408,31 +461,36 @@ def main(argv: list[str] | None = None) -> int:
             all_ok_200 += 1
             if not servers["banditgate"].helpers:
                 print("warning: banditgate's decision process was not found under /proc: its CPU is not counted")
-            answer = first["banditgate"]
-            if answer["generation"] != ledger.generation or answer["exploration"] != "squarecb":
-                raise SystemExit(f"banditgate does not serve the trained generation: {answer}")
+            all_ok_200 += "banditgate-kafka" in first
+            for name in ("banditgate", "banditgate-kafka"):
+                answer = first.get(name, first["banditgate"])
+                if answer["generation"] != ledger.generation or answer["exploration"] != "squarecb":
+                    raise SystemExit(f"{name} does not serve the trained generation: {answer}")
             print(f"banditgate answers with generation {answer['generation']} ({answer['exploration']}): ok")
             # Saturation rounds (alternating servers), then one light-load run per server: one connection, so
             # the latency is the service time without queueing behind 31 other requests.
             phases = [(str(n), args.connections, args.threads, duration) for n in range(1, rounds + 1)]
             phases.append(("light", 1, 1, light))
             for label, connections, threads, seconds in phases:
-                for name in ("bare", "banditgate"):
-                    server = servers[name]
+                for name, server in servers.items():
                     wait_for_quiet(args.max_wait)
                     print(f"{name}, run {label}: {connections} connection(s), {warmup:.0f} s warm-up, {seconds:.0f} s")
                     warm = run_wrk(wrk, script, server.url, warmup, connections, threads)
-                    rows_before = settled_count(database) if name == "banditgate" else 0
+                    rows_before = settled_count(logs[name]) if name in logs else 0
                     run = measure(server, wrk, script, seconds, connections, threads, label)
-                    if name == "banditgate":
-                        all_ok_200 += warm["requests"] - warm["errors"]["status"] + run.ok_200
-                        run.decision_rows_added = settled_count(database) - rows_before
+                    if name in logs:
+                        ok = warm["requests"] - warm["errors"]["status"] + run.ok_200
+                        all_ok_200 += ok
+                        kafka_ok_200 += ok if name == "banditgate-kafka" else 0
+                        run.decision_rows_added = settled_count(logs[name]) - rows_before
                     runs.append(run)
+            if broker is not None:
+                drain = wait_for_relay(servers["banditgate-kafka"], logs["banditgate-kafka"])
         finally:
             for server in servers.values():
                 server.stop()
         log_tails = {name: server.log_tail(10) for name, server in servers.items()}
-        total_rows = count_decisions(database)
+        total_rows = sum(count_decisions(logs[name]) for name in servers if name in logs)
 
     # Report.
     env = environment({"wrk": wrk_version(wrk)})
@@ -443,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     met = ratio >= TARGET_RATIO
     rows_ok = all(r.decision_rows_added is None or r.decision_rows_added >= r.ok_200 for r in runs)
     rows_ok = rows_ok and total_rows >= all_ok_200
+    kafka = summarise(runs, "banditgate-kafka") if args.kafka else None
+    kafka_ratio = kafka["requests_per_s"] / bare["requests_per_s"] if kafka else None
+    kafka_met = kafka_ratio >= ratio - KAFKA_TARGET_POINTS if kafka_ratio is not None else None
+    delivered_ok = drain is None or (drain["backlog"] == 0 and drain["delivered_through"] >= kafka_ok_200)
 
     print()
     print(
@@ -495,7 +557,11 @@ def main(argv: list[str] | None = None) -> int:
                     s["one_connection"]["p50_ms"] if s["one_connection"] else "-",
                     s["one_connection"]["p99_ms"] if s["one_connection"] else "-",
                 ]
-                for name, s in (("bare FastAPI", bare), ("banditgate (SQLite, durable)", service))
+                for name, s in (
+                    ("bare FastAPI", bare),
+                    ("banditgate (SQLite, durable)", service),
+                    *((("banditgate (Kafka: outbox + relay)", kafka),) if kafka else ()),
+                )
             ],
         )
     )
@@ -504,6 +570,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"throughput ratio banditgate / bare: {ratio:.0%} (target >= {TARGET_RATIO:.0%}: {'MET' if met else 'MISSED'})"
     )
+    if kafka is not None and kafka_ratio is not None and drain is not None:
+        print(
+            f"throughput ratio banditgate with Kafka / bare: {kafka_ratio:.0%} (target >= the embedded ratio minus "
+            f"{KAFKA_TARGET_POINTS:.0%} = {ratio - KAFKA_TARGET_POINTS:.0%}: {'MET' if kafka_met else 'MISSED'})"
+        )
+        print(
+            f"relay: broker {drain['broker']}, {drain['delivered_through']:,} events acknowledged by the broker, "
+            f"backlog {drain['backlog']:,} {drain['seconds_to_drain_after_the_runs']:.1f} s after the last run "
+            f"({kafka_ok_200:,} responses 200: {'OK' if delivered_ok else 'NOT ALL DELIVERED'})"
+        )
     cpu_ratio = bare["server_cpu_ms_per_request"] / service["server_cpu_ms_per_request"]
     print(f"server CPU per request ratio bare / banditgate: {cpu_ratio:.0%}")
     for r in runs:
@@ -539,15 +615,24 @@ def main(argv: list[str] | None = None) -> int:
         },
         "target": {"ratio": TARGET_RATIO, "met": met},
         "ratio": ratio,
-        "summary": {"bare": bare, "banditgate": service},
+        "summary": {"bare": bare, "banditgate": service, "banditgate-kafka": kafka},
+        "kafka": None
+        if kafka is None
+        else {
+            "ratio": kafka_ratio,
+            "target": {"ratio_at_least": ratio - KAFKA_TARGET_POINTS, "met": kafka_met},
+            "relay_after_the_runs": drain,
+            "responses_200": kafka_ok_200,
+            "delivered_ok": delivered_ok,
+        },
         "runs": [{k: v for k, v in asdict(r).items() if k != "extra"} for r in runs],
         "durability": {"responses_200": all_ok_200, "decision_rows": total_rows, "ok": rows_ok},
         "wrk_reports": [r.extra["wrk_report"] for r in runs],
         "server_log_tails": log_tails,
     }
-    path = write_results(NAME, results)
+    path = write_results(f"{NAME}_kafka" if args.kafka else NAME, results)
     print(f"\nresults written to {path}")
-    return 0 if rows_ok else 1
+    return 0 if rows_ok and delivered_ok else 1
 
 
 if __name__ == "__main__":

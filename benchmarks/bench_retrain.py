@@ -1,4 +1,4 @@
-"""Retraining on 1,000,000 logged decisions: wall time and peak memory of `retrain` (DESIGN.md section 5).
+"""Retraining on 1,000,000 logged decisions: wall time and peak memory of `retrain` (docs/operations.md).
 
 What is measured
     One call of :func:`banditgate.pipelines.retrain.retrain` on a SQLite ledger holding 1,000,000 matured

@@ -1,7 +1,7 @@
 """Reward of policy generations over 60 simulated days, retrained and promoted daily, with and without mitigations.
 
 What is measured
-    The Adyen paper (DESIGN.md section 1) warns that a generation trained on its predecessor's logs can do
+    The Adyen paper (arXiv 2412.00569) warns that a generation trained on its predecessor's logs can do
     worse, and that performance can oscillate across generations. Here the simulated payment world (no drift)
     is served by generation 0 (uniform) for one period (default: one day); at the end of every period a new
     generation is retrained on the matured log and promoted, so 60 days give generations 0..59 (``--period-days

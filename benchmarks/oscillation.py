@@ -3,15 +3,24 @@
 What is reproduced
     Adyen, "Contextual Bandits in Payment Processing: Non-uniform Exploration and Supervised Learning"
     (arXiv 2412.00569): a generation trained by plain supervised learning on its predecessor's non-uniform
-    logs can do worse than the generation before it; class imbalance grows as the policy improves and the
-    reward distribution shifts between generations. The setting here (``adyen``):
+    logs can do worse than the generation before it: as a policy improves, the authorisation rate of its logs
+    rises, so its successor trains on rarer declines (more class imbalance) and a shifted reward distribution,
+    and with short memory and a regression oracle it estimates worse and serves worse; the one after it
+    recovers, hence an oscillation. Two settings (``--setting``), both with
 
-    * a harder world: the prior-drift component at full strength from day 0 (a step, logit of every
-      authorisation ``-1``), so authorisation rates are lower and differences between actions larger;
     * short memory: each generation learns only from the last day, which its predecessor alone logged
       (``window`` 1 day, ``pool_generations`` off), without importance weights;
-    * sharp exploration: SquareCB gamma ``--gamma`` (default 20,000) and a probability floor of 0.001
-      (``--floor``); 4,000 decisions a day (``--per-day``) for 16 days (``--days``).
+    * sharp exploration: SquareCB with the policy's own gamma ``--gamma`` (default 20,000; ``gamma_schedule``
+      ``fixed``) and probability floor 0.001 (``--floor``; ``floor_schedule`` ``policy``); 4,000 decisions a
+      day (``--per-day``) for 16 days (``--days``);
+
+    and the world's level of approvals moved by a constant shift of every authorisation logit
+    (:class:`ShiftedWorld`, the same for every action, so the ranking of actions is unchanged):
+
+    * ``adyen``: ``-1`` (the prior-drift preset at full strength as a step): fewer approvals, larger
+      differences between actions, less class imbalance;
+    * ``imbalanced``: ``+1``: about 97% approvals under uniform random and 98% under the best action, so the
+      declines a generation learns from fall by about 40% as its predecessor improves (the paper's mechanism).
 
     Generation 0 is uniform random for one day, then a generation is retrained and promoted every day
     through the production paths (real Decider, SQLite ledger, ``retrain``, ``promote``; LightGBM on one
@@ -20,7 +29,7 @@ What is reproduced
     random, averaged (standard errors over transactions). The outcome noise does not enter.
 
 What is compared
-    Each mitigation changes one thing of ``adyen``: ``pooled`` (the logs of every generation of the last 30
+    Each mitigation changes one thing of the setting: ``pooled`` (the logs of every generation of the last 30
     days, each row with its own propensity), ``floor 0.05``, ``trust region 0.1``
     (:func:`banditgate.pipelines.retrain.trust_region_gamma`), ``prior correction`` (class-balanced training,
     odds corrected back), ``importance weighting`` (``1 / propensity`` clipped at 20). Recalibration of the
@@ -31,15 +40,16 @@ What is compared
     uniform logs, the one supervised learning is sound for), ``late`` the mean lift of the last half of the
     generations, ``late - first`` with a 95% interval (``first``'s standard error over its transactions and
     ``late``'s over generations; generation 1's own model-to-model variability is not in it, which is why
-    the Adyen setting runs on more than one seed); and the ordinary least-squares ``slope`` of lift per
+    the settings run on more than one seed); and the ordinary least-squares ``slope`` of lift per
     generation with its 95% interval from the residual scatter (t distribution). A decline is significant
-    when the interval of ``late - first`` lies below 0. ``health`` is the oscillation flag of
+    when the interval of ``late - first`` lies below 0. ``lag1_autocorrelation`` and ``turns`` (inner
+    generations that are a local peak or trough) tell an oscillation from noise. ``health`` is the oscillation flag of
     :func:`banditgate.pipelines.health.generation_health` on the same ledger (realised rewards only, no
     access to the truth).
 
-Run: ``python benchmarks/oscillation.py [--seeds 21 22] [--only adyen ...] [--output NAME]`` (about 3 minutes
-per configuration and seed on one free core, twice that on a loaded machine); results in
-benchmarks/results/oscillation.json (or ``NAME.json``).
+Run: ``python benchmarks/oscillation.py [--setting imbalanced] [--seeds 21 22] [--only imbalanced ...]
+[--objective regression] [--output NAME]`` (about 3 minutes per configuration and seed on one free core,
+9 on this loaded machine); results in benchmarks/results/oscillation.json (or ``NAME.json``).
 """
 
 from __future__ import annotations
@@ -49,7 +59,8 @@ import math
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,41 +76,81 @@ from banditgate.ledger.promotion import promote
 from banditgate.pipelines.health import Z95, generation_health
 from banditgate.pipelines.retrain import RetrainOptions, retrain
 from banditgate.simulator import PaymentWorld
-from banditgate.simulator.drift import DriftScenario
+from banditgate.simulator.authorisation import PRIOR_SHIFT
+from banditgate.simulator.drift import DriftEffects
 from benchmarks.generations_experiment import replay, standard_error
 from benchmarks.workload import environment, table, write_results
 from tests.support.ledger_fill import fill
 
-#: The Adyen setting: short memory, no importance weights, sharp exploration with a tiny floor.
-ADYEN: dict[str, Any] = {
-    "floor": 0.001,
-    "options": {"window": timedelta(days=1), "pool_generations": False},
+#: What every setting keeps fixed: short memory (the last day only, its predecessor's logs alone), no importance
+#: weights, the policy's own sharp gamma and tiny floor (no OPE choice of gamma, no evidence floor).
+SHORT_MEMORY: dict[str, Any] = {
+    "window": timedelta(days=1),
+    "pool_generations": False,
+    "gamma_schedule": "fixed",
+    "floor_schedule": "policy",
+}
+
+#: The settings: the logit shift of every authorisation (the world's level of approvals, hence the class imbalance
+#: of the logs) and the probability floor.
+SETTINGS: dict[str, dict[str, float]] = {
+    "adyen": {"shift": -1.0, "floor": 0.001},
+    "imbalanced": {"shift": 1.0, "floor": 0.001},
 }
 
 
-def configurations(floor: float = ADYEN["floor"]) -> dict[str, dict[str, Any]]:
-    """The Adyen setting (with probability floor ``floor``) and one mitigation at a time."""
-    base = ADYEN["options"]
+def configurations(
+    setting: str = "adyen", floor: float | None = None, shift: float | None = None
+) -> dict[str, dict[str, Any]]:
+    """A setting of :data:`SETTINGS` (with its floor and logit shift, or ``floor`` and ``shift``) and one
+    mitigation of it at a time."""
+    shift = SETTINGS[setting]["shift"] if shift is None else shift
+    floor = SETTINGS[setting]["floor"] if floor is None else floor
+    base = SHORT_MEMORY
     return {
-        "adyen": {"floor": floor, "options": base},
-        "pooled 30 d": {"floor": floor, "options": {"window": timedelta(days=30), "pool_generations": True}},
-        "floor 0.05": {"floor": 0.05, "options": base},
-        "trust region 0.1": {"floor": floor, "options": {**base, "trust_region": 0.1}},
-        "prior correction": {"floor": floor, "options": {**base, "prior_correction": True}},
-        "importance weighting": {"floor": floor, "options": {**base, "importance_weighting": True}},
+        setting: {"shift": shift, "floor": floor, "options": base},
+        "pooled 30 d": {
+            "shift": shift,
+            "floor": floor,
+            "options": {**base, "window": timedelta(days=30), "pool_generations": True},
+        },
+        "floor 0.05": {"shift": shift, "floor": 0.05, "options": base},
+        "trust region 0.1": {"shift": shift, "floor": floor, "options": {**base, "trust_region": 0.1}},
+        "prior correction": {"shift": shift, "floor": floor, "options": {**base, "prior_correction": True}},
+        "importance weighting": {"shift": shift, "floor": floor, "options": {**base, "importance_weighting": True}},
     }
 
 
-def hard_world(seed: int) -> PaymentWorld:
-    """The payment world with every authorisation's logit lowered by 1 from day 0 (prior drift as a step)."""
-    return PaymentWorld(DriftScenario.preset("prior", magnitude=1.0, onset_day=0, ramp_days=0), seed=seed)
+class ShiftedWorld(PaymentWorld):
+    """The payment world (no drift) with every authorisation's logit moved by ``shift`` from day 0.
+
+    The shift enters as a constant prior effect (``shift / PRIOR_SHIFT``), so it is the same for every action
+    (the ranking of actions in a context is unchanged) and the chargeback logit moves with it
+    (:mod:`banditgate.simulator.chargebacks`). ``shift=-1`` is the prior-drift preset at full strength as a step.
+    """
+
+    def __init__(self, shift: float, seed: int) -> None:
+        super().__init__("none", seed=seed)
+        self.shift = shift
+
+    def _shifted(self, effects: DriftEffects) -> DriftEffects:
+        return replace(effects, prior=np.asarray(effects.prior) + self.shift / PRIOR_SHIFT)
+
+    def effects(self, t: datetime) -> DriftEffects:
+        return self._shifted(super().effects(t))
+
+    def _effects_at(self, micros: np.ndarray) -> DriftEffects:
+        return self._shifted(super()._effects_at(micros))
 
 
 def run(
-    name: str, config: dict[str, Any], days: int, per_day: int, gamma: float, seed: int, world_name: str = "hard"
+    name: str, config: dict[str, Any], days: int, per_day: int, gamma: float, seed: int, objective: str = "auto"
 ) -> dict[str, Any]:
-    """Generations 0..days-1 of one configuration, retrained and promoted daily; lift from the world's truth."""
-    world = hard_world(seed) if world_name == "hard" else PaymentWorld("none", seed=seed)
+    """Generations 0..days-1 of one configuration, retrained and promoted daily; lift from the world's truth.
+
+    ``objective`` is the LightGBM oracle's (``auto``: cross-entropy on authorisation outcomes).
+    """
+    world = ShiftedWorld(config["shift"], seed)
     folder = Path(tempfile.mkdtemp(prefix="bg-oscillation-"))
     artifacts = folder / "artifacts"
     engine = make_engine(f"sqlite:///{folder / 'ledger.db'}", sqlite_synchronous="NORMAL")
@@ -132,7 +183,9 @@ def run(
         if number + 1 == days:
             break
         options = RetrainOptions(
-            as_of=start + timedelta(days=1), oracle_overrides={"num_threads": 1}, **config["options"]
+            as_of=start + timedelta(days=1),
+            oracle_overrides={"num_threads": 1, "objective": objective},
+            **config["options"],
         )
         candidate = retrain(sessions, artifacts, "default", options).generation
         generations[-1]["next_training_positive_rate"] = candidate.row_counts.get("positive_rate")
@@ -174,6 +227,9 @@ def decline(generations: list[dict[str, Any]]) -> dict[str, Any]:
         "slope": float(slope),
         "slope_ci": [float(slope - t * slope_se), float(slope + t * slope_se)],
         "lag1_autocorrelation": float(np.corrcoef(lifts[:-1], lifts[1:])[0, 1]),
+        # An oscillation turns at every generation; independent lifts turn at 2/3 of the inner points.
+        "turns": int((np.diff(np.sign(np.diff(lifts))) != 0).sum()),
+        "turns_possible": len(lifts) - 2,
     }
 
 
@@ -183,17 +239,29 @@ def main() -> int:
     parser.add_argument("--per-day", type=int, default=4000, help="decisions per simulated day")
     parser.add_argument("--gamma", type=float, default=20_000.0, help="SquareCB's gamma")
     parser.add_argument("--seeds", type=int, nargs="+", default=[21])
-    parser.add_argument("--floor", type=float, default=ADYEN["floor"], help="the Adyen setting's probability floor")
-    parser.add_argument("--world", choices=["hard", "default"], default="hard", help="hard: authorisation logits -1")
+    parser.add_argument(
+        "--setting",
+        choices=list(SETTINGS),
+        default="adyen",
+        help="adyen: authorisation logits -1 (fewer approvals); imbalanced: +1 (more approvals, rarer declines)",
+    )
+    parser.add_argument("--floor", type=float, default=None, help="the setting's probability floor (default: 0.001)")
+    parser.add_argument("--shift", type=float, default=None, help="the setting's authorisation logit shift")
+    parser.add_argument(
+        "--objective",
+        choices=["auto", "regression"],
+        default="auto",
+        help="the LightGBM oracle's objective (auto: cross-entropy; regression: squared loss, SquareCB's oracle)",
+    )
     args, _ = parser.parse_known_args()
-    known = configurations(args.floor)
+    known = configurations(args.setting, args.floor, args.shift)
     parser.add_argument("--only", nargs="+", choices=list(known), default=list(known), help="configurations to run")
     parser.add_argument("--output", default="oscillation", help="results file name (benchmarks/results/<name>.json)")
     args = parser.parse_args()
     if args.days < 6:
         parser.error("--days must be at least 6")
     runs = {
-        f"{name} / {seed}": run(name, known[name], args.days, args.per_day, args.gamma, seed, args.world)
+        f"{name} / {seed}": run(name, known[name], args.days, args.per_day, args.gamma, seed, args.objective)
         for name in args.only
         for seed in args.seeds
     }
@@ -205,10 +273,11 @@ def main() -> int:
             "days": args.days,
             "per_day": args.per_day,
             "gamma": args.gamma,
-            "world": args.world,
+            "setting": args.setting,
+            "objective": args.objective,
             "seeds": args.seeds,
             "configurations": {
-                n: {"floor": c["floor"], **{k: str(v) for k, v in c["options"].items()}}
+                n: {"shift": c["shift"], "floor": c["floor"], **{k: str(v) for k, v in c["options"].items()}}
                 for n, c in known.items()
                 if n in args.only
             },
@@ -229,6 +298,7 @@ def main() -> int:
                 "yes" if d["significant_decline"] else "no",
                 f"{d['slope'] * 1000:+.2f} [{d['slope_ci'][0] * 1000:+.2f}, {d['slope_ci'][1] * 1000:+.2f}]",
                 f"{d['lag1_autocorrelation']:+.2f}",
+                f"{d['turns']}/{d['turns_possible']}",
                 "yes" if result["health"]["flagged"] else "no",
                 f"{result['seconds']:.0f}",
             ]
@@ -244,6 +314,7 @@ def main() -> int:
                 "decline",
                 "slope x1000/gen. [95% CI]",
                 "lag-1 ac.",
+                "turns",
                 "health flag",
                 "seconds",
             ],

@@ -4,7 +4,8 @@ Everything is generated from a seed, so two runs of a benchmark measure the same
 downloaded: the oracle is trained here on synthetic data.
 
 The feature catalogue mimics what a payment gateway sends: 21 context features (numbers, categories and
-flags) and 8 action features. With the action id that makes the 30 model columns of DESIGN.md section 5.
+flags) and 8 action features. With the action id that makes the 30 model columns of the latency target
+(docs/operations.md, "Performance targets").
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ ACTION_FEATURES: dict[str, Generator] = {
     "latency_ms": lambda rng: int(rng.integers(80, 900)),
 }
 
-#: Ten interventions (combinations count as one action, DESIGN.md section 1).
+#: Ten interventions (combinations count as one action).
 ACTION_IDS = [
     "route_nl",
     "route_de",

@@ -177,6 +177,29 @@ class DatabaseDecisionLog(DecisionLog):
             return [RewardRecord.from_row(row) for row in rows]
 
 
+def reward_revision(
+    decision_id: str, kind: str, value: float, latest: RewardRecord | None, max_revisions: int = DEFAULT_MAX_REVISIONS
+) -> tuple[RewardStatus, int]:
+    """The reward rule: what a new ``value`` of a decision's ``kind`` reward does, given its ``latest`` revision.
+
+    The same value as the latest is a duplicate (nothing is written); a first value is revision 1; a different
+    value is the next revision, and wins. Raises :class:`TooManyRevisions` past ``max_revisions``.
+
+    >>> reward_revision("tx-1", "authorisation", 1.0, None)
+    (<RewardStatus.RECORDED: 'recorded'>, 1)
+    """
+    if latest is None:
+        return RewardStatus.RECORDED, 1
+    if latest.value == value:
+        return RewardStatus.DUPLICATE, latest.revision
+    if latest.revision >= max_revisions:
+        raise TooManyRevisions(
+            f"reward: decision {decision_id!r} already has {latest.revision} revisions of its {kind} reward, the "
+            f"most kept (max_reward_revisions = {max_revisions}); its latest value, {latest.value!r}, stands"
+        )
+    return RewardStatus.REVISED, latest.revision + 1
+
+
 def record_reward(
     session: Session,
     decision_id: str,
@@ -197,24 +220,20 @@ def record_reward(
         .order_by(Reward.revision.desc())
         .limit(1)
     ).first()
-    if latest is not None and latest.value == value:
-        return RewardResult(RewardStatus.DUPLICATE, RewardRecord.from_row(latest))
-    if latest is not None and latest.revision >= max_revisions:
-        raise TooManyRevisions(
-            f"reward: decision {decision_id!r} already has {latest.revision} revisions of its {kind} reward, the "
-            f"most kept (max_reward_revisions = {max_revisions}); its latest value, {latest.value!r}, stands"
-        )
+    previous = None if latest is None else RewardRecord.from_row(latest)
+    status, revision = reward_revision(decision_id, kind, value, previous, max_revisions)
+    if status is RewardStatus.DUPLICATE and previous is not None:
+        return RewardResult(RewardStatus.DUPLICATE, previous)
     row = Reward(
         decision_id=decision_id,
         kind=kind,
         value=value,
-        revision=1 if latest is None else latest.revision + 1,
+        revision=revision,
         observed_at=observed_at.astimezone(UTC),
         received_at=received_at or utcnow(),
     )
     session.add(row)
     session.flush()
-    status = RewardStatus.RECORDED if latest is None else RewardStatus.REVISED
-    if status is RewardStatus.REVISED:
-        log.info("reward revised: decision=%s kind=%s %s -> %s", decision_id, kind, latest.value, value)
+    if status is RewardStatus.REVISED and previous is not None:
+        log.info("reward revised: decision=%s kind=%s %s -> %s", decision_id, kind, previous.value, value)
     return RewardResult(status, RewardRecord.from_row(row))

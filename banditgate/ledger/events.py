@@ -51,9 +51,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from banditgate.ledger.records import DecisionRecord, RewardRecord
@@ -136,7 +138,25 @@ class DecisionPayload(_Payload):
         return cls.model_validate(record.as_row())
 
     def record(self) -> DecisionRecord:
-        return DecisionRecord(**self.model_dump())
+        # Field by field rather than through model_dump, which deep-copies every context (a joiner does this
+        # for every decision it reads).
+        return DecisionRecord(
+            decision_id=self.decision_id,
+            policy=self.policy,
+            generation=self.generation,
+            context=self.context,
+            actions=[{"id": action.id, "features": action.features} for action in self.actions],
+            probabilities=list(self.probabilities),
+            action_id=self.action_id,
+            propensity=self.propensity,
+            exploration=self.exploration,
+            exploration_params=self.exploration_params,
+            model_sha256=self.model_sha256,
+            draw=self.draw,
+            request_sha256=self.request_sha256,
+            decided_at=self.decided_at,
+            segment_values=self.segment_values,
+        )
 
 
 class RewardPayload(_Payload):
@@ -196,12 +216,64 @@ def encode(event: DecisionEvent | RewardEvent) -> tuple[bytes, bytes]:
     return event.decision_id.encode(), json.dumps(ordered, separators=(",", ":"), allow_nan=False).encode()
 
 
+def encode_decision(event_id: str, instance: str, record: DecisionRecord) -> tuple[bytes, bytes]:
+    """The key and value of the decision event of a logged ``record``, as :func:`encode` writes them, faster.
+
+    For the relay, which publishes decisions the decider made and the writer logged: they were validated on
+    their way in, so this skips building the pydantic models again (most of the cost of :func:`encode`). The
+    JSON is the same document (:func:`decode` reads the same event); non-ASCII text is written as UTF-8
+    rather than escaped.
+    """
+    body = {
+        "type": "decision",
+        "version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "instance": instance,
+        "decision": record.as_row(),
+    }
+    return record.decision_id.encode(), orjson.dumps(body, option=_ORJSON_OPTIONS)
+
+
+def encode_decision_json(
+    event_id: str, instance: str, decision_id: str, fields: Mapping[str, bytes]
+) -> tuple[bytes, bytes]:
+    """Like :func:`encode_decision`, from every field of the decision already as JSON text (``fields[name]``
+    for each name of :data:`DECISION_FIELDS`): the outbox hands over the JSON it stored without parsing it."""
+    decision = b",".join(b'"%s":%s' % (name, fields[name.decode()]) for name in _DECISION_FIELD_NAMES)
+    head = orjson.dumps({"type": "decision", "version": SCHEMA_VERSION, "event_id": event_id, "instance": instance})
+    return decision_id.encode(), b'%s,"decision":{%s}}' % (head[:-1], decision)
+
+
+def encode_reward(event_id: str, instance: str, reward: RewardPayload) -> tuple[bytes, bytes]:
+    """The key and value of a reward event, as :func:`encode` writes them (see :func:`encode_decision`)."""
+    body = {
+        "type": "reward",
+        "version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "instance": instance,
+        "reward": {
+            "decision_id": reward.decision_id,
+            "kind": reward.kind,
+            "value": reward.value,
+            "observed_at": reward.observed_at,
+            "received_at": reward.received_at,
+        },
+    }
+    return reward.decision_id.encode(), orjson.dumps(body, option=_ORJSON_OPTIONS)
+
+
+#: The fields of a decision on the wire, in the order :func:`encode` writes them.
+DECISION_FIELDS: tuple[str, ...] = tuple(DecisionPayload.model_fields)
+_DECISION_FIELD_NAMES = tuple(name.encode() for name in DECISION_FIELDS)
+_ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
 def decode(value: bytes) -> DecisionEvent | RewardEvent:
     """The event in a message value; :class:`FutureEvent` for a newer major version, :class:`InvalidEvent`
     for anything else this schema does not accept (the message says which field and why)."""
     try:
-        document = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = orjson.loads(value)  # several times faster than json.loads: a joiner decodes every event
+    except (UnicodeDecodeError, orjson.JSONDecodeError, TypeError) as exc:
         raise InvalidEvent(f"not a JSON document: {exc}") from None
     if not isinstance(document, dict):
         raise InvalidEvent(f"an event is a JSON object, not {type(document).__name__}")

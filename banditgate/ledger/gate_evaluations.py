@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from banditgate.ledger.models import GateEvaluation
+
+
+@dataclass(frozen=True)
+class GateEvaluationSummary:
+    """A stored evaluation's verdict, without its report."""
+
+    id: int
+    as_of: datetime
+    computed_at: datetime
+    level: str
+    score: float
 
 
 def store_gate_evaluation(session: Session, report: Mapping[str, Any]) -> GateEvaluation:
@@ -70,3 +82,23 @@ def gate_history(session: Session, policy: str, generation: int, limit: int = 30
         .limit(limit)
     ).all()
     return list(reversed(rows))
+
+
+def latest_gate_levels(session: Session, policy: str) -> dict[int, GateEvaluationSummary]:
+    """The most recently computed evaluation of each generation of ``policy``, without its report."""
+    rows = session.execute(
+        select(
+            GateEvaluation.id,
+            GateEvaluation.generation,
+            GateEvaluation.as_of,
+            GateEvaluation.computed_at,
+            GateEvaluation.level,
+            GateEvaluation.score,
+        )
+        .where(GateEvaluation.policy == policy)
+        .order_by(GateEvaluation.computed_at, GateEvaluation.id)
+    ).all()
+    # Ascending, so the last row of each generation wins; a policy has tens of evaluations per generation.
+    return {
+        row.generation: GateEvaluationSummary(row.id, row.as_of, row.computed_at, row.level, row.score) for row in rows
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from banditgate.ledger.types import JSONDocument, UTCDateTime, utcnow
@@ -159,3 +159,47 @@ class GateEvaluation(Base):
     score: Mapped[float] = mapped_column(Float)
     score_proxy: Mapped[float] = mapped_column(Float)
     report: Mapped[dict[str, Any]] = mapped_column()
+
+
+class RewardEventRow(Base):
+    """A reward event a joiner read from Kafka (by ``event_id``) and what became of it.
+
+    ``status`` is a :class:`~banditgate.ledger.records.RewardStatus` once the reward was applied, ``refused``
+    when the reward rules refused it (``detail`` says why), ``held`` while its decision has not arrived, and
+    ``orphaned`` once it was held longer than the joiner's hold time (it is still joined if the decision comes).
+    A redelivered event finds its row here and is not applied again.
+    """
+
+    __tablename__ = "reward_events"
+    # Held and orphaned rewards by decision: the joiner looks up the waiting rewards of every decision it writes.
+    __table_args__ = (Index("ix_reward_events_status", "status", "decision_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(256), unique=True)
+    instance: Mapped[str] = mapped_column(String(128))
+    decision_id: Mapped[str] = mapped_column(String(128))  # no foreign key: the decision may not have arrived
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float] = mapped_column(Float)
+    observed_at: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+    arrived_at: Mapped[datetime] = mapped_column()
+    settled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class SkippedEvent(Base):
+    """An event a joiner could not read and an operator told it to skip (``banditgate joiner --skip-offset``):
+    its raw bytes are kept here rather than dropped."""
+
+    __tablename__ = "skipped_events"
+    __table_args__ = (UniqueConstraint("topic", "partition", "offset"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(249))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    value: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    skipped_at: Mapped[datetime] = mapped_column()

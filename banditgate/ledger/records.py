@@ -62,6 +62,8 @@ class RewardStatus(StrEnum):
     RECORDED = "recorded"  # first value for this (decision, kind)
     DUPLICATE = "duplicate"  # same value as the latest revision: nothing written
     REVISED = "revised"  # a different value: kept as a new revision, which now wins
+    # Kafka transport: a reward for a decision this instance did not log, published for the joiner to join
+    PENDING_JOIN = "pending join"
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,16 @@ def get_generation(session: Session, policy: str, number: int) -> Generation | N
     return session.scalars(select(Generation).where(Generation.policy == policy, Generation.number == number)).first()
 
 
+def newest_candidate(session: Session, policy: str) -> int | None:
+    """The number of ``policy``'s newest candidate generation (trained, not deployed yet), or None."""
+    return session.scalars(
+        select(Generation.number)
+        .where(Generation.policy == policy, Generation.status == "candidate")
+        .order_by(Generation.number.desc())
+        .limit(1)
+    ).first()
+
+
 def list_audit_events(session: Session, policy: str, limit: int = 100) -> list[AuditEvent]:
     """The audit trail of ``policy``, newest first."""
     return list(

@@ -21,7 +21,6 @@ from datetime import UTC
 from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Connection, Engine, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -70,7 +69,7 @@ class BatchingWriter:
     def __init__(self, sessions: sessionmaker[Session], max_batch: int = 512, commit_interval: float = 0.001) -> None:
         self._sessions = sessions
         self._engine: Engine = sessions.kw["bind"]
-        self._insert = _insert_ignoring_duplicates(self._engine)
+        self._insert = insert_ignoring_duplicates(self._engine)
         self._max_batch = max_batch
         self._commit_interval = commit_interval
         self._last_flush = 0.0
@@ -251,7 +250,9 @@ class BatchingWriter:
                 job.future.set_result(result)
 
 
-def _insert_ignoring_duplicates(engine: Engine) -> _PostgreSQLInsert | _SQLiteInsert:
+def insert_ignoring_duplicates(engine: Engine) -> _PostgreSQLInsert | _SQLiteInsert:
+    """The batch insert of decisions for ``engine``'s dialect that skips ids already logged; its ``run(connection,
+    records)`` returns how many rows were new (the batching writer and the joiner share it)."""
     if engine.dialect.name == "sqlite":
         return _SQLiteInsert()
     if engine.dialect.name == "postgresql":
@@ -260,15 +261,28 @@ def _insert_ignoring_duplicates(engine: Engine) -> _PostgreSQLInsert | _SQLiteIn
 
 
 class _PostgreSQLInsert:
-    """``INSERT .. ON CONFLICT DO NOTHING RETURNING decision_id`` of a batch; ``run`` returns how many were new."""
+    """One ``INSERT .. SELECT FROM jsonb_populate_recordset(..) ON CONFLICT DO NOTHING`` per batch; ``run`` returns
+    how many were new.
+
+    The whole batch travels as one JSON parameter that the server unpacks into rows: a multi-row ``VALUES``
+    statement with a dozen parameters per decision cost more in the driver's and SQLAlchemy's parameter
+    handling (about 0.3 ms per decision) than the server takes to store it. JSON values go in as written by
+    ``json_dumps`` (like the JSON columns: no NaN), times as RFC 3339 with their offset.
+    """
 
     def __init__(self) -> None:
         table = Decision.__table__
-        statement = postgresql_insert(table).on_conflict_do_nothing(index_elements=[table.c.decision_id])
-        self.statement = statement.returning(table.c.decision_id)
+        self.columns = [column.name for column in table.columns]
+        names = ", ".join(self.columns)
+        self.sql = (
+            f"INSERT INTO decisions ({names}) SELECT {names} FROM jsonb_populate_recordset(NULL::decisions, "
+            "%(rows)s::jsonb) ON CONFLICT (decision_id) DO NOTHING"
+        )
 
     def run(self, connection: Connection, records: list[DecisionRecord]) -> int:
-        return len(set(connection.scalars(self.statement, [record.as_row() for record in records])))
+        logged_at = utcnow()
+        rows = [{**record.as_row(), "logged_at": logged_at} for record in records]
+        return connection.exec_driver_sql(self.sql, {"rows": json_dumps(rows)}).rowcount
 
 
 class _SQLiteInsert:

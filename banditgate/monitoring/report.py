@@ -12,7 +12,9 @@ opens without a network) with
   completeness of a decision of age ``t``, Kaplan-Meier, with its interval) and the what-if projection of a
   blind period (:func:`~banditgate.monitoring.blind_period.projection_figure`);
 - the weakest counted segments (:func:`segment_summary`), and evidently's drift report, written next to the
-  page as ``<stem>.drift.html`` (:func:`drift_report_path`) and linked from it.
+  page as ``<stem>.drift.html`` (:func:`drift_report_path`) and linked from it. Evidently's page does not know
+  what its two data sets are, so :func:`drift_page_html` heads it with the policy, the generation and the two
+  windows it compares (:func:`drift_caption`).
 
 Everything on the page but the drift report comes from the JSON reports, so a stored evaluation renders the
 same page later.
@@ -39,6 +41,7 @@ import base64
 import io
 import math
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ from typing import Any
 
 import numpy as np
 from jinja2 import Environment, PackageLoader
+from markupsafe import escape
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -168,12 +172,67 @@ def write_gate_report(result: GateResult, path: str | os.PathLike[str]) -> None:
     link = None
     drift = result.feature_drift
     if drift is not None and drift.snapshot is not None:
-        drift.save_html(drift_path)
+        drift_path.write_text(drift_page_html(result), encoding="utf-8")
         link = urllib.parse.quote(drift_path.name)
     else:
         # A drift report left by an earlier evaluation would sit next to a page that does not describe it.
         drift_path.unlink(missing_ok=True)
     page.write_text(render_gate_html(result, drift_link=link), encoding="utf-8")
+
+
+def drift_caption(report: Mapping[str, Any]) -> str:
+    """What the drift tests of the evaluation ``report`` compare, in one sentence.
+
+    >>> window = {"decisions": 1200, "sampled": 1000}
+    >>> print(drift_caption({"policy": "default", "generation": 3, "as_of": "2026-02-01T00:00:00+00:00",
+    ...     "windows": {"reference": {**window, "start": "2026-01-01T00:00:00", "end": "2026-01-15T00:00:00"},
+    ...                 "current": {**window, "start": "2026-01-02T00:00:00", "end": "2026-02-01T00:00:00"}}}))
+    Feature drift of policy default, generation 3, evaluated as of 2026-02-01 00:00:00 UTC: the decision contexts \
+of the current window, 2026-01-02 00:00:00 UTC to 2026-02-01 00:00:00 UTC (1,200 decisions, 1,000 sampled), \
+against the reference window, the generation's training window, 2026-01-01 00:00:00 UTC to 2026-01-15 00:00:00 \
+UTC (1,200 decisions, 1,000 sampled).
+    """
+    windows = report["windows"]
+
+    def window(name: str) -> str:
+        w = windows[name]
+        return (
+            f"{when(w['start'])} to {when(w['end'])} ({number(w['decisions'])} decisions, "
+            f"{number(w['sampled'])} sampled)"
+        )
+
+    # Generation 0 has no training window: its reference is the window of the same length before the current one.
+    reference = "the generation's training window" if report["generation"] else "the window before the current one"
+    return (
+        f"Feature drift of policy {report['policy']}, generation {report['generation']}, evaluated as of "
+        f"{when(report['as_of'])}: the decision contexts of the current window, {window('current')}, against the "
+        f"reference window, {reference}, {window('reference')}."
+    )
+
+
+def drift_page_html(result: GateResult) -> str:
+    """Evidently's drift report of ``result``, titled and headed by :func:`drift_caption`.
+
+    Evidently's page names its data sets only "current" and "reference": on its own it does not say which
+    generation it judged, nor which decisions it compared.
+    """
+    if result.feature_drift is None:
+        raise ValueError("this evaluation carries no drift tests")
+    report = result.report
+    caption = escape(drift_caption(report))
+    title = escape(f"Feature drift: policy {report['policy']}, generation {report['generation']}")
+    header = (
+        '<header style="font-family: sans-serif; margin: 1em; padding: 0.5em 1em; border-left: 4px solid #1f77b4;">'
+        f'<h1 style="font-size: 1.3em;">{title}</h1><p>{caption}</p>'
+        "<p>Below, evidently's report: &quot;reference&quot; is the reference window's sample, &quot;current&quot; "
+        "the current window's.</p></header>"
+    )
+    html = result.feature_drift.html()
+    html, titled = re.subn(r"<head>", lambda m: f"{m.group(0)}<title>{title}</title>", html, count=1)
+    html, headed = re.subn(r"<body[^>]*>", lambda m: m.group(0) + header, html, count=1)
+    if not (titled and headed):
+        raise ValueError("evidently's drift report has no <head> or <body> to put its caption in")
+    return html
 
 
 def render_gate_html(result: GateResult, drift_link: str | None = None) -> str:
@@ -208,6 +267,7 @@ def render_gate_html(result: GateResult, drift_link: str | None = None) -> str:
         segments=segment_summary(report["segments"]),
         milestones=[d for d in report.get("what_if", {}).get("days", []) if d["day"] in MILESTONE_DAYS],
         drift_link=drift_link,
+        drift_caption=drift_caption(report),
         drift_missing=None if drift_link is not None else _drift_missing(result) or _DRIFT_NOT_ATTACHED,
         level_colours=LEVEL_COLOURS,
     )

@@ -1,6 +1,6 @@
 """Generation health across generations: is each generation doing what its training promised?
 
-The Adyen oscillation effect (DESIGN.md section 1): a generation trained on its predecessor's logs can do
+The Adyen oscillation effect (arXiv 2412.00569; docs/methods.md): a generation trained on its predecessor's logs can do
 worse than it, because the reward distribution shifts and class imbalance grows as the policy improves, so
 realised reward can go up and down from one generation to the next. This report makes that visible, per
 generation that served traffic in the window, from the matured decisions it served:

@@ -6,7 +6,7 @@ against the deployed generation and uniform random, so the model is never judged
 The candidate is registered with its lineage and waits for promotion: retraining never deploys.
 
 An optional trust region bounds how far one generation may move from the deployed one, against the
-oscillation effect of the Adyen paper (DESIGN.md section 1): see :func:`trust_region_gamma`.
+oscillation effect of the Adyen paper (arXiv 2412.00569, docs/methods.md): see :func:`trust_region_gamma`.
 """
 
 from __future__ import annotations

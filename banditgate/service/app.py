@@ -16,10 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from banditgate import __version__
+from banditgate.ledger.outbox import BacklogFull
 from banditgate.ledger.writer import WriterStopped
 from banditgate.service.decision_client import OutcomeUnknown
 from banditgate.service.metrics import RequestMetricsMiddleware
-from banditgate.service.routes import decisions, generations, health, policies, rewards
+from banditgate.service.routes import decisions, generations, health, policies, rewards, ui
 from banditgate.service.runtime import Runtime
 from banditgate.service.schemas import error_responses
 from banditgate.service.settings import Settings
@@ -50,9 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(SQLAlchemyError, _ledger_unavailable)
     app.add_exception_handler(WriterStopped, _ledger_unavailable)
+    app.add_exception_handler(BacklogFull, _backlog_full)
     app.add_exception_handler(OutcomeUnknown, _outcome_unknown)
-    for module in (decisions, rewards, policies, generations, health):
+    for module in (decisions, rewards, policies, generations, health, ui):
         app.include_router(module.router)
+    app.mount("/ui/static", ui.static_files(), name="ui-static")
     return app
 
 
@@ -162,6 +165,12 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
 async def _ledger_unavailable(request: Request, exc: Exception) -> Response:
     log.error("ledger unavailable on %s %s: %s", request.method, request.url.path, exc)
     return _error(503, "the decision log is unavailable; nothing was recorded, retry later")
+
+
+async def _backlog_full(request: Request, exc: Exception) -> Response:
+    # Not logged per request: the outbox logs when it starts and stops refusing, the relay why.
+    assert isinstance(exc, BacklogFull)
+    return _error(503, str(exc), headers={"Retry-After": str(exc.retry_after)})
 
 
 async def _outcome_unknown(request: Request, exc: Exception) -> Response:

@@ -21,6 +21,7 @@ from banditgate.service.commands.evaluate import evaluate_command
 from banditgate.service.commands.exits import EXIT_STATUS_HELP, EXIT_USAGE, UsageExitGroup, load_settings
 from banditgate.service.commands.gate import gate_command
 from banditgate.service.commands.health import health_command
+from banditgate.service.commands.joiner import joiner_command
 from banditgate.service.commands.retrain import retrain_command
 
 # Every command line, even --help, and every worker of `banditgate serve --workers N` (which re-imports this
@@ -49,6 +50,7 @@ app.command("health")(health_command)
 app.command("blind-period")(blind_period_command)
 app.command("gate")(gate_command)
 app.command("demo")(demo_command)
+app.command("joiner")(joiner_command)
 
 ConfigOption = Annotated[
     Path | None,

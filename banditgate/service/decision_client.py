@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from banditgate.ledger.decision_log import REFUSALS, UnknownDecision
+from banditgate.ledger.outbox import BacklogFull
 from banditgate.ledger.records import RewardResult
 from banditgate.ledger.writer import WriterStopped
 from banditgate.service import metrics
@@ -208,6 +209,8 @@ class ProcessDecisionService(DecisionService):
         status, message = reply[2], reply[3]
         if status == 404:
             raise _NotFound(message)
+        if len(reply) > 4 and reply[4] == "BacklogFull":
+            raise BacklogFull(message)
         refusal = REFUSALS.get(reply[4]) if len(reply) > 4 else None
         if refusal is not None:
             raise refusal(message)

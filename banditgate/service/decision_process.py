@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from banditgate.ledger import registry
 from banditgate.ledger.db import make_engine, make_sessionmaker
 from banditgate.ledger.decision_log import RewardRefused, UnknownDecision
+from banditgate.ledger.outbox import BacklogFull
 from banditgate.policies.oracles import oracle_class
 from banditgate.service.decision_service import DecisionAsked
 from banditgate.service.decision_wire import (
@@ -91,6 +92,8 @@ class _DecisionServer(FrameProtocol):
             result = await work
         except UnknownDecision as exc:
             self._reply([seq, "error", 404, str(exc)])
+        except BacklogFull as exc:
+            self._reply([seq, "error", 503, str(exc), "BacklogFull"])
         except RewardRefused as exc:
             # By name, so that the serving process raises the same refusal and answers as it would itself.
             self._reply([seq, "error", exc.status, str(exc), type(exc).__name__])

@@ -9,12 +9,25 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Metric,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from banditgate.ledger.outbox import Outbox
 
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 #: Distinct action labels kept per policy; action ids are client-supplied, so cap the label cardinality.
@@ -51,6 +64,57 @@ REWARDS = Counter("banditgate_rewards_total", "Rewards received, by kind and out
 _action_labels: dict[str, set[str]] = {}
 
 
+class OutboxCollector:
+    """The outboxes of this process's runtimes (Kafka transport), read from their files at each scrape.
+
+    Read from the file, not counted in memory: the relay runs in whichever process holds the outbox's relay
+    lock (usually a decision process), and every serving process answers ``/metrics``.
+    """
+
+    def __init__(self) -> None:
+        self._outboxes: dict[int, Outbox] = {}
+        self._registered = False
+
+    def watch(self, outbox: Outbox) -> None:
+        if not self._registered:
+            REGISTRY.register(self)
+            self._registered = True
+        self._outboxes[id(outbox)] = outbox
+
+    def forget(self, outbox: Outbox) -> None:
+        self._outboxes.pop(id(outbox), None)
+
+    def collect(self) -> Iterator[Metric]:
+        backlog = GaugeMetricFamily(
+            "banditgate_outbox_backlog", "Outbox events the Kafka broker has not acknowledged", labels=["instance"]
+        )
+        delivered = CounterMetricFamily(
+            "banditgate_outbox_delivered", "Outbox events the Kafka broker acknowledged", labels=["instance"]
+        )
+        errors = CounterMetricFamily(
+            "banditgate_relay_errors", "Failed attempts of the relay to deliver a batch to Kafka", labels=["instance"]
+        )
+        broker = GaugeMetricFamily(
+            "banditgate_kafka_broker_up",
+            "1 when the relay's last delivery to Kafka succeeded, 0 when it failed (absent before the first)",
+            labels=["instance"],
+        )
+        for outbox in list(self._outboxes.values()):
+            try:
+                state = outbox.state()
+            except Exception:
+                continue  # a closed or unreadable outbox: /metrics still answers
+            backlog.add_metric([state.instance], state.backlog)
+            delivered.add_metric([state.instance], state.delivered_through)
+            errors.add_metric([state.instance], state.relay_errors)
+            if state.broker != "unknown":
+                broker.add_metric([state.instance], 1.0 if state.broker == "ok" else 0.0)
+        yield from (backlog, delivered, errors, broker)
+
+
+OUTBOXES = OutboxCollector()
+
+
 def action_label(policy: str, action_id: str) -> str:
     seen = _action_labels.setdefault(policy, set())
     if action_id in seen:
@@ -65,6 +129,7 @@ def render_metrics() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
+        registry.register(OUTBOXES)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
 

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (DESIGN.md section 4), validated at the boundary.
+"""Request and response bodies of the HTTP API (docs/api.md), validated at the boundary.
 
 Every constraint here produces a 422 whose message names the field and the problem.
 """
@@ -256,7 +256,7 @@ class RewardOut(BaseModel):
 
 
 class RewardResponse(RewardOut):
-    status: str = Field(description="recorded | duplicate | revised")
+    status: str = Field(description="recorded | duplicate | revised | pending join (Kafka transport)")
 
 
 class ActionOut(BaseModel):

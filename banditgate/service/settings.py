@@ -38,6 +38,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from banditgate.ledger.decision_log import DEFAULT_MAX_REVISIONS
+from banditgate.ledger.outbox import INSTANCE_ID_PATTERN
 from banditgate.ledger.records import DEFAULT_SEGMENT_KEYS
 from banditgate.ledger.registry import POLICY_NAME_PATTERN, PolicySpec, check_policy_name
 from banditgate.ledger.reward_kinds import RewardKind
@@ -48,6 +49,9 @@ if TYPE_CHECKING:  # imported where options are built: every process loads the s
 
 CONFIG_ENV = "BANDITGATE_CONFIG"
 REWARD_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+#: Kafka's own rule for topic (and here group) names.
+KAFKA_TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
+_BROKER_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
 
 #: How a reward kind's values are declared: ``"binary"`` (0 or 1) or a range ``[minimum, maximum]``.
 RewardKindSetting = Literal["binary"] | Annotated[tuple[float, float], Field(description="[minimum, maximum]")]
@@ -131,7 +135,73 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BANDITGATE_", env_nested_delimiter="__", extra="forbid")
 
     database_url: str = Field(default="sqlite:///./banditgate.db", description="SQLAlchemy URL of the ledger")
-    kafka_bootstrap_servers: str | None = Field(default=None, description="unset = embedded transport")
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        description="host:port[,host:port...] of the Kafka brokers: decisions and rewards go to a local outbox and "
+        "from there to Kafka, policies are read from database_url (unset: the embedded transport, everything in "
+        "database_url)",
+    )
+    kafka_decisions_topic: str = Field(
+        default="banditgate.decisions", pattern=KAFKA_TOPIC_PATTERN, description="topic of the decision events"
+    )
+    kafka_rewards_topic: str = Field(
+        default="banditgate.rewards", pattern=KAFKA_TOPIC_PATTERN, description="topic of the reward events"
+    )
+    kafka_partitions: int = Field(
+        default=6,
+        ge=1,
+        le=10_000,
+        description="partitions of each topic when it is created, by the relay or a joiner (topics that exist are "
+        "left as they are); the most joiners that share the work",
+    )
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, le=32, description="replicas of each topic when the relay creates it"
+    )
+    kafka_relay_batch: int = Field(
+        default=2000, ge=1, le=100_000, description="most outbox events the relay publishes per acknowledged batch"
+    )
+    outbox_path: Path = Field(
+        default=Path("./banditgate-outbox.db"),
+        description="the outbox file of this serving instance (Kafka transport): a SQLite file of its own, shared "
+        "by the workers of one serve; every instance needs its own",
+    )
+    outbox_max_backlog: int = Field(
+        default=1_000_000,
+        ge=1,
+        le=1_000_000_000,
+        description="undelivered outbox events beyond which a new decision gets a 503 (Kafka transport)",
+    )
+    outbox_retention_hours: float = Field(
+        default=24.0,
+        gt=0.0,
+        le=24.0 * 365,
+        description="delivered events are kept in the outbox this long, so a repeated decision_id replays its "
+        "answer on the instance that made it",
+    )
+    instance_id: str | None = Field(
+        default=None,
+        pattern=INSTANCE_ID_PATTERN,
+        description="this serving instance's id in event ids (unset: generated when the outbox is created and "
+        "kept in it)",
+    )
+    joiner_group_id: str = Field(
+        default="banditgate-joiner",
+        pattern=KAFKA_TOPIC_PATTERN,
+        description="Kafka consumer group of the joiners (banditgate joiner); joiners of one group share partitions",
+    )
+    joiner_hold_seconds: float = Field(
+        default=3600.0,
+        gt=0.0,
+        le=30 * 86_400.0,
+        description="a reward whose decision has not reached the ledger is held this long, then recorded as orphaned "
+        "(an orphan is still joined if its decision comes later)",
+    )
+    joiner_max_batch: int = Field(
+        default=5000, ge=1, le=100_000, description="most events a joiner writes in one database transaction"
+    )
+    joiner_metrics_port: int = Field(
+        default=9464, ge=0, le=65_535, description="port of the joiner's Prometheus /metrics (0: none)"
+    )
     api_key: SecretStr | None = Field(
         default=None,
         description=f"required by admin endpoints (X-API-Key); at least {MIN_API_KEY_LENGTH} characters; unset or "
@@ -280,6 +350,23 @@ class Settings(BaseSettings):
                     "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'), or set "
                     "BANDITGATE_ALLOW_SHORT_API_KEY=true for local experiments"
                 )
+        return self
+
+    @field_validator("kafka_bootstrap_servers", mode="after")
+    @classmethod
+    def _broker_addresses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # set to nothing: the embedded transport
+        addresses = [address.strip() for address in value.split(",")]
+        for address in addresses:
+            if not _BROKER_ADDRESS.fullmatch(address) or not 0 < int(address.rpartition(":")[2]) < 65536:
+                raise ValueError(f"{address!r} is not host:port (expected e.g. kafka-1:9092,kafka-2:9092)")
+        return ",".join(addresses)
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> Settings:
+        if self.kafka_decisions_topic == self.kafka_rewards_topic:
+            raise ValueError("kafka_decisions_topic and kafka_rewards_topic must differ")
         return self
 
     @model_validator(mode="after")

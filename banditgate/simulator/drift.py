@@ -1,6 +1,6 @@
 """Drift scenarios: what moves (P(X), P(Y|X) or P(Y)), how much, and from when.
 
-Each kind of drift ramps in linearly after its onset, as in the blind-period model of DESIGN.md section 1:
+Each kind of drift ramps in linearly after its onset, as in the blind-period model (docs/methods.md):
 ``effect(day) = magnitude * min(1, max(0, (day - onset_day) / ramp_days))``, with ``day`` counted from the
 world's epoch. The effect is a number in [0, 1] that the parts of the world read:
 
@@ -18,9 +18,9 @@ world's epoch. The effect is a number in [0, 1] that the parts of the world read
   tightening in a downturn) and the chargeback rate rises (logit shift of ``+0.8 * effect``). The shift is the
   same for every action, so the ranking of actions in any context is unchanged; only the level moves.
 
-Defaults follow DESIGN.md (covariate 0.6 from day 15, concept 0.8 from day 10, mixed = covariate 0.4 from
-day 15 + concept 0.5 from day 20). The paper gives no prior-drift magnitude; the default here is 0.5 from
-day 15. The ramp is 90 days, the blind-period model's constant.
+Defaults follow the paper's scenarios (arXiv 2604.15740: covariate 0.6 from day 15, concept 0.8 from day 10,
+mixed = covariate 0.4 from day 15 + concept 0.5 from day 20). The paper gives no prior-drift magnitude; the
+default here is 0.5 from day 15. The ramp is 90 days, the blind-period model's constant.
 
 References
 ----------
@@ -161,7 +161,8 @@ class DriftScenario:
         return self.covariate is not None and self.covariate.magnitude > 0.0
 
 
-#: The scenarios of DESIGN.md section 1, plus prior drift (0.5 from day 15: a choice, the paper has none).
+#: The scenarios of arXiv 2604.15740 (docs/methods.md), plus prior drift (0.5 from day 15: a choice, the paper has
+#: none).
 PRESETS: dict[str, DriftScenario] = {
     "none": DriftScenario("none"),
     "covariate": DriftScenario("covariate", covariate=DriftRamp(0.6, 15)),

@@ -11,7 +11,7 @@ Two reward events follow a decision:
   confirms every 0 at a fixed age (e.g. 120 days, the end of the usual dispute window), which makes early
   labels positive-biased, as in production.
 
-**What to train on.** The service should learn from ``authorisation``: it is the reward of DESIGN.md, it is
+**What to train on.** The service should learn from ``authorisation``: it is the service's reward (docs/api.md), it is
 known within seconds, and every decision gets one. Chargebacks are the slow, rare cost of an authorisation.
 They can be folded in later as a penalised reward, ``r = authorised - penalty * chargeback`` (the penalty is
 the cost of a chargeback relative to the margin on a payment: fees, the lost goods and the amount; 10-50 is

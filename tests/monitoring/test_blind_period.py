@@ -25,7 +25,7 @@ PAPER = preset("fraud", tau_r=0.15)
 PAPER_START = Dimensions(completeness=1.0, freshness=1.0, reliability=0.1333, representativeness=1.0)
 ALL_ONE = Dimensions(1.0, 1.0, 1.0, 1.0)
 
-#: S at day 0 / 30 / 60 / 90 / 180 as the paper reports it (DESIGN.md section 1).
+#: S at day 0 / 30 / 60 / 90 / 180 as the paper reports it (arXiv 2604.15740; docs/methods.md).
 PAPER_TRAJECTORIES = {
     "none": (0.658, 0.511, 0.418, 0.326, 0.040),
     "covariate": (0.658, 0.484, 0.346, 0.224, 0.020),

@@ -27,12 +27,14 @@ from banditgate.monitoring.report import (
     STATUS_COLOURS,
     TOP_SEGMENTS,
     arrival_figure,
+    drift_caption,
     drift_report_path,
     history_figure,
     proxies_figure,
     render_gate_html,
     score_history,
     segment_summary,
+    when,
     write_gate_report,
 )
 from banditgate.monitoring.sufficiency import DIMENSIONS, SufficiencyParameters, preset
@@ -139,6 +141,26 @@ def test_drift_report_is_written_next_to_the_page_and_linked(written: tuple[Path
     assert drift.stat().st_size > 10_000
     assert "<html" in drift.read_text(encoding="utf-8")[:2000].lower()
     assert '<a href="gate.drift.html">' in page
+
+
+def test_drift_report_says_which_generation_and_windows_it_compares(
+    written: tuple[Path, str], result: GateResult
+) -> None:
+    path, page = written
+    drift = path.with_name("gate.drift.html").read_text(encoding="utf-8")
+    report = result.report
+    current, reference = report["windows"]["current"], report["windows"]["reference"]
+    # generation 1 was trained on days 0-8 and is judged as of day 12 on the 30-day window before it
+    assert reference["start"] < reference["end"] <= report["trained_until"] < current["end"] == report["as_of"]
+    head, body = drift.split("<body>", 1)
+    assert "<title>Feature drift: policy default, generation 1</title>" in head
+    caption = drift_caption(report)
+    assert str(escape(caption)) in body[:3000]  # at the top of evidently's page
+    for instant in (report["as_of"], current["start"], current["end"], reference["start"], reference["end"]):
+        assert when(instant) in caption
+    assert "policy default, generation 1," in caption
+    assert "the generation's training window" in caption
+    assert str(escape(caption)) in page  # and on the gate's page, next to the link
 
 
 def test_without_what_if_three_plots(lean: GateResult) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +17,8 @@ from banditgate.monitoring import gate
 from banditgate.monitoring.gate import CONCEPT_DRIFT_LIMIT
 from banditgate.pipelines.retrain import RetrainOptions, retrain
 from banditgate.service.cli import app as cli
+from banditgate.service.runtime import prepare_ledger
+from banditgate.service.settings import Settings
 from banditgate.simulator import PaymentWorld
 from tests.conftest import API_KEY
 from tests.support.ledger_fill import fill
@@ -114,9 +117,11 @@ def test_the_cli_gives_the_same_report_and_its_level_as_exit_status(server: Live
     served = compute(server, as_of=NOW.isoformat(), store=False)
     monkeypatch.setenv("BANDITGATE_DATABASE_URL", server.settings.database_url)
     monkeypatch.setenv("BANDITGATE_ARTIFACT_DIR", str(server.settings.artifact_dir))
-    result = runner.invoke(cli, ["gate", "--generation", "1", "--as-of", NOW.isoformat(), "--json"])
+    # "candidate": the newest candidate, generation 1 here
+    result = runner.invoke(cli, ["gate", "--generation", "candidate", "--as-of", NOW.isoformat(), "--json"])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
+    assert printed["generation"] == 1
     assert printed.pop("evaluation_id") == 1 and stored_evaluations(server) == 1
     assert "for reading only" in result.stderr  # as of a chosen time: no promotion relies on it
     # The worker is another process: sums over categories may run in another order (string hashing differs
@@ -127,6 +132,24 @@ def test_the_cli_gives_the_same_report_and_its_level_as_exit_status(server: Live
     insufficient = runner.invoke(cli, ["gate", "--generation", "0", "--no-store"])
     assert insufficient.exit_code == 2, insufficient.output
     assert "INSUFFICIENT" in insufficient.stdout and stored_evaluations(server) == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "status", "message"),
+    [
+        (["--generation", "newest"], 64, "--generation must be a number or 'candidate'"),
+        (["--generation", "1", "--every", "0h"], 64, "--every: interval '0h'"),
+        (["--generation", "candidate"], 4, "policy 'default' has no candidate generation"),
+    ],
+)
+def test_the_cli_refuses_what_it_cannot_judge(
+    tmp_path: Path, monkeypatch, arguments: list[str], status: int, message: str
+) -> None:
+    monkeypatch.setenv("BANDITGATE_DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    monkeypatch.setenv("BANDITGATE_ARTIFACT_DIR", str(tmp_path / "artifacts"))
+    prepare_ledger(Settings())
+    result = runner.invoke(cli, ["gate", *arguments])
+    assert result.exit_code == status and message in result.stderr, result.output
 
 
 @pytest.mark.parametrize(

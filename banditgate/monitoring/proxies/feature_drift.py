@@ -140,7 +140,8 @@ Kind = Literal["numerical", "categorical"]
 
 # Column drift says the inputs are not the reference's: representativeness. Reliability is left to the proxies
 # that watch the model itself (uncertainty, disagreement): a drift the model is indifferent to says nothing
-# about its quality, and covariate drift hits reliability only weakly (impact 0.2 vs 0.9 in DESIGN.md).
+# about its quality, and covariate drift hits reliability only weakly (impact 0.2 vs 0.9 in the
+# blind-period model, docs/methods.md).
 DRIFT_COVERS = ("representativeness",)
 # Missing, out-of-range and unseen values are inputs the reference does not cover (representativeness) and on
 # which the model imputes or extrapolates (reliability).

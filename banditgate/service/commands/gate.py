@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,8 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from banditgate.monitoring.blind_period import SCENARIOS
+from banditgate.pipelines.schedule import parse_interval, run_every
 from banditgate.service.commands.exits import EXIT_CANNOT_EVALUATE, EXIT_USAGE
 from banditgate.service.commands.retrain import parse_as_of
+
+log = logging.getLogger(__name__)
+
+#: ``--generation candidate``: the policy's newest candidate, looked up at each run.
+CANDIDATE = "candidate"
 
 if TYPE_CHECKING:
     from banditgate.monitoring.gate import GateOptions, GateResult
@@ -21,7 +28,9 @@ if TYPE_CHECKING:
 
 def gate_command(
     policy: Annotated[str, typer.Option(help="policy")] = "default",
-    generation: Annotated[int, typer.Option(min=0, help="generation to judge")] = ...,  # type: ignore[assignment]
+    generation: Annotated[
+        str, typer.Option(help="generation to judge: its number, or 'candidate' for the newest candidate")
+    ] = ...,  # type: ignore[assignment]
     as_of: Annotated[str | None, typer.Option(help="judge as of this time (ISO 8601; default: now)")] = None,
     window_days: Annotated[
         float | None, typer.Option(min=0.01, help="current window in days (default: the policy's gate settings)")
@@ -40,6 +49,13 @@ def gate_command(
             "options: not one with --as-of or --window-days)"
         ),
     ] = True,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            help="judge on a loop, e.g. 6h, storing each evaluation (default: once); with 'candidate', "
+            "whichever candidate is newest at each run"
+        ),
+    ] = None,
 ) -> None:
     """Judge the evidence behind a generation: S, its four dimensions with intervals, the gate factor A, the
     level, every proxy indicator with its status, and what would make it sufficient.
@@ -47,11 +63,19 @@ def gate_command(
     Exit status: 0 SUFFICIENT, 1 DEGRADED, 2 INSUFFICIENT (also when the window holds too little evidence to
     judge), 4 when it cannot be evaluated (unknown policy or generation, unreadable model, unreachable
     database, any error while evaluating: one line on standard error says why), 64 usage error (bad option,
-    invalid settings).
+    invalid settings). With --every it runs until stopped, one summary line per evaluation.
     """
     if what_if is not None and what_if not in SCENARIOS:
         typer.secho(f"--what-if must be one of {', '.join(SCENARIOS)}, got {what_if!r}", fg="red", err=True)
         raise typer.Exit(EXIT_USAGE)
+    if not (generation.isdigit() or generation == CANDIDATE):
+        typer.secho(f"--generation must be a number or {CANDIDATE!r}, got {generation!r}", fg="red", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        interval = None if every is None else parse_interval(every)
+    except ValueError as exc:
+        typer.secho(f"--every: {exc}", fg="red", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     when = parse_as_of(as_of)
     # Imported here, not at the top: every command line (even --help) imports this module.
     from pydantic import ValidationError
@@ -65,8 +89,21 @@ def gate_command(
     except (ValidationError, ValueError) as exc:
         typer.secho(f"invalid settings or options: {exc}", fg="red", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    if interval is not None:
+
+        def once() -> None:
+            result = _evaluate(settings, policy, generation, when, options, what_if, store, drift_report=False)
+            if result is None:
+                log.info("%s: no candidate generation to judge", policy)
+            else:
+                typer.echo(result.report["summary"])
+
+        run_every(interval, once)
+        return
     try:
         result = _evaluate(settings, policy, generation, when, options, what_if, store, drift_report=html is not None)
+        if result is None:
+            raise LookupError(f"policy {policy!r} has no candidate generation")
         if html is not None:
             from banditgate.monitoring.report import write_gate_report
 
@@ -94,27 +131,37 @@ def gate_command(
 def _evaluate(
     settings: Settings,
     policy: str,
-    generation: int,
+    generation: str,
     as_of: Any,
     options: GateOptions,
     what_if: str | None,
     store: bool,
     drift_report: bool = True,
-) -> GateResult:
-    """Evaluate the gate on the configured ledger, and store the evaluation if asked (``drift_report``: keep
-    evidently's report of the drift tests, for ``--html``)."""
+) -> GateResult | None:
+    """Evaluate the gate on the configured ledger, and store the evaluation if asked; None when ``generation``
+    is ``candidate`` and the policy has none. ``drift_report`` keeps evidently's report of the drift tests, for
+    ``--html``."""
     from banditgate.ledger.db import make_engine, make_sessionmaker
     from banditgate.ledger.migrate import upgrade
+    from banditgate.ledger.registry import newest_candidate
     from banditgate.service.gate_worker import compute_gate
 
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)  # like the service at start-up: evaluations are stored in a table newer ledgers have
+        sessions = make_sessionmaker(engine)
+        if generation == CANDIDATE:
+            with sessions() as session:
+                number = newest_candidate(session, policy)
+            if number is None:
+                return None
+        else:
+            number = int(generation)
         return compute_gate(
-            make_sessionmaker(engine),
+            sessions,
             settings.artifact_dir,
             policy,
-            generation,
+            number,
             options=options,
             as_of=as_of,
             what_if=what_if,

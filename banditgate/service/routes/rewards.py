@@ -21,6 +21,10 @@ router = APIRouter(prefix="/v1/rewards", tags=["rewards"])
     status_code=201,
     responses={
         200: {"description": "duplicate: same value as the latest revision, nothing written"},
+        202: {
+            "description": "pending join (Kafka transport): the decision was made by another instance or is not "
+            "joined yet; the reward is logged and published, and the joiner joins it"
+        },
         **error_responses(404, 409, 422),
     },
 )
@@ -35,6 +39,11 @@ async def post_reward(
     kind, such as ``authorisation`` and ``chargeback``, takes 0 or 1). 409 when the decision already has
     ``max_reward_revisions`` revisions of the kind, or when concurrent revisions of the same reward kept
     conflicting (``Retry-After`` says when to send it again; nothing was recorded).
+
+    With a Kafka transport, a reward for a decision this instance did not log (another instance may have made
+    it) is logged and published all the same: 202 with ``status`` ``pending join``; the joiner joins it to its
+    decision in the central ledger. Revisions are then counted per instance; the ledger numbers them again.
+    The embedded transport answers 404 for an unknown decision.
     """
     try:
         received_at = request_time(request, runtime.settings)
@@ -48,6 +57,8 @@ async def post_reward(
         raise HTTPException(exc.status, str(exc), headers=headers) from None
     if result.status is RewardStatus.DUPLICATE:
         response.status_code = 200
+    elif result.status is RewardStatus.PENDING_JOIN:
+        response.status_code = 202
     metrics.REWARDS.labels(body.kind, result.status.value).inc()
     reward = result.reward
     return RewardResponse(
