@@ -111,13 +111,16 @@ def evaluate_gate(
     history: Sequence[Mapping[str, Any]] = (),
     what_if: str | None = None,
     cache: bool = True,
+    drift_report: bool = True,
 ) -> GateResult:
     """Evaluate the evidence behind generation ``number`` of ``policy`` as of ``as_of`` (default: now).
 
     ``history`` are earlier reports of the same generation, oldest first (for alerts with hysteresis);
     ``what_if`` names a blind-period scenario projected forward from the measured dimensions. With ``cache``,
     the reference window's sample and the generation's scores on it are kept in ``<artifact_dir>/gate-cache``
-    (:mod:`~banditgate.monitoring.reference_cache`) and reused while the window is unchanged.
+    (:mod:`~banditgate.monitoring.reference_cache`) and reused while the window is unchanged. With
+    ``drift_report``, the result keeps evidently's report of the feature-drift tests for the HTML report;
+    without it the tests give the same numbers, seconds faster.
     Raises :class:`~banditgate.ledger.registry.UnknownPolicy` or
     :class:`~banditgate.ledger.promotion.UnknownGeneration`.
     """
@@ -161,7 +164,7 @@ def evaluate_gate(
     segments = segment_dimensions(
         frame, by=by, min_size=params.min_segment_size, reference_scores=segment_references, **dimension_args
     )
-    feature_drift = _feature_drift(evidence, options)
+    feature_drift = _feature_drift(evidence, options, drift_report)
     readings = [
         *score_distribution_proxies(
             reference_scores if reference_scores is not None else [], current.chosen[np.isfinite(current.chosen)]
@@ -488,10 +491,10 @@ def _context_frame(window: Window, leave_out: Sequence[str]) -> pd.DataFrame:
     return frame.drop(columns=[c for c in leave_out if c in frame.columns])
 
 
-def _feature_drift(evidence: Evidence, options: GateOptions) -> FeatureDrift:
+def _feature_drift(evidence: Evidence, options: GateOptions, report: bool = True) -> FeatureDrift:
     reference = _context_frame(evidence.reference, options.calendar_keys)
     current = _context_frame(evidence.current, options.calendar_keys)
-    return feature_drift_proxies(reference, current, sample=DRIFT_SAMPLE, seed=options.seed)
+    return feature_drift_proxies(reference, current, sample=DRIFT_SAMPLE, seed=options.seed, report=report)
 
 
 def _uncertainty(evidence: Evidence, current: _Scored, reference: _Scored) -> list[ProxyReading]:

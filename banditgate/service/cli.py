@@ -16,6 +16,7 @@ from banditgate.service.commands import generations as generation_commands
 from banditgate.service.commands import simulate as simulate_commands
 from banditgate.service.commands.blind_period import blind_period_command
 from banditgate.service.commands.client import DEFAULT_URL, ApiKeyOption, UrlOption, print_json, request
+from banditgate.service.commands.demo import demo_command
 from banditgate.service.commands.evaluate import evaluate_command
 from banditgate.service.commands.exits import EXIT_STATUS_HELP, EXIT_USAGE, UsageExitGroup, load_settings
 from banditgate.service.commands.gate import gate_command
@@ -48,6 +49,7 @@ app.command("evaluate")(evaluate_command)
 app.command("health")(health_command)
 app.command("blind-period")(blind_period_command)
 app.command("gate")(gate_command)
+app.command("demo")(demo_command)
 app.command("joiner")(joiner_command)
 
 ConfigOption = Annotated[

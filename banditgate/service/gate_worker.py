@@ -59,10 +59,12 @@ def compute_gate(
     as_of: datetime | None = None,
     what_if: str | None = None,
     store: bool = True,
+    drift_report: bool = True,
 ) -> GateResult:
     """Evaluate generation ``number`` of ``policy`` (alerts against its earlier evaluations), and store it.
 
-    With ``store``, the report gets the stored row's id as ``evaluation_id``. Raises
+    With ``store``, the report gets the stored row's id as ``evaluation_id``. ``drift_report`` keeps evidently's
+    report of the drift tests in the result (for :func:`~banditgate.monitoring.report.write_gate_report`). Raises
     :class:`~banditgate.ledger.registry.UnknownPolicy`, :class:`~banditgate.ledger.promotion.UnknownGeneration`
     or :class:`~banditgate.ledger.artifacts.ArtifactError`.
     """
@@ -75,7 +77,15 @@ def compute_gate(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # evidently's pandas deprecations, not ours
             result = evaluate_gate(
-                session, artifact_dir, policy, number, as_of=as_of, options=options, history=history, what_if=what_if
+                session,
+                artifact_dir,
+                policy,
+                number,
+                as_of=as_of,
+                options=options,
+                history=history,
+                what_if=what_if,
+                drift_report=drift_report,
             )
     if store:
         with sessions() as session, session.begin():

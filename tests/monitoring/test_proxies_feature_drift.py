@@ -94,6 +94,19 @@ def test_evidently_count_agrees_with_the_per_column_tests() -> None:
     assert set(reading.detail["columns"]) == set(drift.scores) == {c.column for c in drift.columns}
 
 
+def test_without_the_report_the_same_tests_give_the_same_readings_and_no_snapshot() -> None:
+    reference = contexts(20_000, seed=1)
+    current = contexts(5000, seed=3, amount_shift=0.5)
+    current.loc[:9, "risk"] = np.inf  # evidently drops infinite values before testing; so must the direct path
+    with_report = feature_drift_proxies(reference, current)
+    without = feature_drift_proxies(reference, current, report=False)
+    assert with_report.snapshot is not None and without.snapshot is None
+    assert without.to_dict() == with_report.to_dict()  # every score, threshold, count and share, exactly
+    assert by_name(without)["drifted_columns_share"].detail["drifted"] == ["amount"]
+    with pytest.raises(ValueError, match="no drift report"):
+        without.html()
+
+
 def test_thresholds_add_sampling_noise_to_the_effect_size_floor() -> None:
     reference, current = contexts(10_000, seed=1), contexts(2000, seed=2)  # both below the sample: used whole
     columns = {c.column: c for c in feature_drift_proxies(reference, current).columns}

@@ -240,6 +240,7 @@ def feature_drift_proxies(
     numerical: Sequence[str] | None = None,
     categorical: Sequence[str] | None = None,
     min_rows: int = MIN_ROWS,
+    report: bool = True,
 ) -> FeatureDrift:
     """Feature drift and data quality of the ``current`` contexts against the ``reference`` ones.
 
@@ -258,6 +259,11 @@ def feature_drift_proxies(
         other dtypes (dates...) are left out.
     min_rows
         Rows each window needs, else every reading is unavailable.
+    report
+        Run the tests through an evidently ``Report`` and keep its snapshot (for :meth:`FeatureDrift.html`).
+        Without it the same evidently tests run directly, with the same scores, and ``snapshot`` is None:
+        the report renders a plotly figure per column, which costs more than the tests themselves on the
+        samples of a small ledger (seconds per evaluation).
 
     Examples
     --------
@@ -288,7 +294,7 @@ def feature_drift_proxies(
     rng = np.random.default_rng(seed)
     ref = _prepared(_sample(reference, kinds, sample, rng), kinds, "reference")
     cur = _prepared(_sample(current, kinds, sample, rng), kinds, "current")
-    drift_reading, columns, snapshot = _drift(ref, cur, kinds)
+    drift_reading, columns, snapshot = _drift(ref, cur, kinds, report)
     readings = (
         drift_reading,
         _missing(ref, cur),
@@ -458,7 +464,7 @@ def drift_threshold(kind: Kind, reference: pd.Series, current: pd.Series, level:
 
 
 def _drift(
-    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, Kind]
+    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, Kind], report: bool = True
 ) -> tuple[ProxyReading, tuple[ColumnDrift, ...], Snapshot | None]:
     # Imported here: evidently takes seconds to import and only this proxy needs it.
     from evidently import DataDefinition, Dataset, Report
@@ -483,6 +489,21 @@ def _drift(
 
     tested = list(thresholds)
     methods = {c: NUMERICAL_METHOD if kinds[c] == "numerical" else CATEGORICAL_METHOD for c in tested}
+    if not report:
+        columns = tuple(
+            ColumnDrift(
+                column=c,
+                kind=kinds[c],
+                method=methods[c],
+                score=_distance(values[c][0], values[c][1], kinds[c], methods[c], thresholds[c]),
+                threshold=thresholds[c],
+                n_reference=int(values[c][0].size),
+                n_current=int(values[c][1].size),
+            )
+            for c in tested
+        )
+        share = sum(c.drifted for c in columns) / len(columns)
+        return _drift_reading(columns, share, skipped, level, spec, reference, current), columns, None
     value_drifts = [ValueDrift(column=c, method=methods[c], threshold=thresholds[c]) for c in tested]
     drifted_count = DriftedColumnsCount(columns=tested, per_column_method=methods, per_column_threshold=thresholds)
     definition = DataDefinition(
@@ -509,6 +530,31 @@ def _drift(
         for c, metric in zip(tested, value_drifts, strict=True)
     )
     share = float(results[drifted_count.metric_id].share.value)
+    return _drift_reading(columns, share, skipped, level, spec, reference, current), columns, snapshot
+
+
+def _distance(reference: pd.Series, current: pd.Series, kind: Kind, method: str, threshold: float) -> float:
+    """The drift score evidently's ``ValueDrift`` gives: its stat test, on the same cleaned values."""
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    column_type = ColumnType.Numerical if kind == "numerical" else ColumnType.Categorical
+    if kind == "numerical":  # evidently cleans every column so; a category cannot be infinite
+        reference, current = (values.replace([-np.inf, np.inf], np.nan) for values in (reference, current))
+    reference, current = reference.dropna(), current.dropna()
+    test = get_stattest(reference, current, column_type, method)
+    return float(test(reference, current, column_type, threshold).drift_score)
+
+
+def _drift_reading(
+    columns: tuple[ColumnDrift, ...],
+    share: float,
+    skipped: dict[str, str],
+    level: float,
+    spec: dict[str, Any],
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+) -> ProxyReading:
     detail = {
         "drifted": [c.column for c in columns if c.drifted],
         "n_tested": len(columns),
@@ -518,7 +564,7 @@ def _drift(
         "sample_rows": {"reference": len(reference), "current": len(current)},
         "columns": {c.column: {k: v for k, v in c.to_dict().items() if k != "column"} for c in columns},
     }
-    return reading("drifted_columns_share", CATEGORY, share, **spec, detail=detail), columns, snapshot
+    return reading("drifted_columns_share", CATEGORY, share, **spec, detail=detail)
 
 
 # -- data quality ----------------------------------------------------------------------------------------

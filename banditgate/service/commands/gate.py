@@ -92,7 +92,7 @@ def gate_command(
     if interval is not None:
 
         def once() -> None:
-            result = _evaluate(settings, policy, generation, when, options, what_if, store)
+            result = _evaluate(settings, policy, generation, when, options, what_if, store, drift_report=False)
             if result is None:
                 log.info("%s: no candidate generation to judge", policy)
             else:
@@ -101,7 +101,7 @@ def gate_command(
         run_every(interval, once)
         return
     try:
-        result = _evaluate(settings, policy, generation, when, options, what_if, store)
+        result = _evaluate(settings, policy, generation, when, options, what_if, store, drift_report=html is not None)
         if result is None:
             raise LookupError(f"policy {policy!r} has no candidate generation")
         if html is not None:
@@ -136,9 +136,11 @@ def _evaluate(
     options: GateOptions,
     what_if: str | None,
     store: bool,
+    drift_report: bool = True,
 ) -> GateResult | None:
     """Evaluate the gate on the configured ledger, and store the evaluation if asked; None when ``generation``
-    is ``candidate`` and the policy has none."""
+    is ``candidate`` and the policy has none. ``drift_report`` keeps evidently's report of the drift tests, for
+    ``--html``."""
     from banditgate.ledger.db import make_engine, make_sessionmaker
     from banditgate.ledger.migrate import upgrade
     from banditgate.ledger.registry import newest_candidate
@@ -164,6 +166,7 @@ def _evaluate(
             as_of=as_of,
             what_if=what_if,
             store=store,
+            drift_report=drift_report,
         )
     finally:
         engine.dispose()
