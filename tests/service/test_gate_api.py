@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -363,3 +367,28 @@ def test_a_gate_that_cannot_load_a_model_answers_409_and_nothing_is_promoted(ser
     assert evaluation.status_code == 409 and "sha256" in evaluation.json()["message"]
     assert response.status_code == 409 and "no usable gate evaluation" in response.text
     assert statuses == ["retired", "deployed", "candidate"]
+
+
+@pytest.mark.slow
+def test_the_scheduled_gate_says_when_there_is_no_candidate_and_keeps_running(tmp_path: Path) -> None:
+    """``gate --generation candidate --every``: a policy without a candidate is logged, not a silent loop."""
+    environment = {
+        **os.environ,
+        "BANDITGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "BANDITGATE_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+    }
+    command = [sys.executable, "-m", "banditgate.service.cli", "gate", "--generation", "candidate", "--every", "1h"]
+    with subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True) as scheduled:
+        deadline = threading.Timer(180, scheduled.kill)  # a loaded machine takes seconds to import and migrate
+        deadline.start()
+        try:
+            assert scheduled.stderr is not None
+            logged = []
+            while not any("default: no candidate generation to judge" in line for line in logged):
+                line = scheduled.stderr.readline()
+                assert line, f"the scheduled gate ended without saying so:\n{''.join(logged)}"
+                logged.append(line)
+            assert scheduled.poll() is None, "the schedule goes on"
+        finally:
+            deadline.cancel()
+            scheduled.kill()

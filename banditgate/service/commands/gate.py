@@ -90,6 +90,8 @@ def gate_command(
         typer.secho(f"invalid settings or options: {exc}", fg="red", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     if interval is not None:
+        # Like retrain --every: the schedule's own messages (no candidate yet, a failed run) go to the log.
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
         def once() -> None:
             result = _evaluate(settings, policy, generation, when, options, what_if, store, drift_report=False)
