@@ -108,3 +108,23 @@ def test_a_reward_value_must_be_finite() -> None:
     with pytest.raises(InvalidEvent, match=r"reward\.value") as refused:
         decode(json.dumps(document).encode())
     assert "reward.received_at: Field required" in str(refused.value)
+
+
+def test_an_action_s_unknown_fields_are_ignored_and_missing_features_read_as_empty() -> None:
+    document = json.loads(encode(decision_event())[1])
+    document["decision"]["actions"][0]["colour"] = "red"  # a field a newer minor version might add
+    del document["decision"]["actions"][1]["features"]
+    record = decode(json.dumps(document).encode()).decision.record()
+    assert record.actions == [{"id": "a", "features": {}}, {"id": "b", "features": {}}]
+
+
+@pytest.mark.parametrize("field", ["probabilities", "propensity", "draw"])
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity"])
+def test_a_decision_s_numbers_must_be_finite(field: str, bad: str) -> None:
+    document = json.loads(encode(decision_event())[1])
+    if field == "probabilities":
+        document["decision"]["probabilities"][0] = bad
+    else:
+        document["decision"][field] = bad
+    with pytest.raises(InvalidEvent, match=rf"decision\.{field}.*finite number"):
+        decode(json.dumps(document).encode())
