@@ -6,6 +6,23 @@ joiner in the order they were published. Every poll batch is written in one data
 (:class:`~banditgate.ledger.join.JoinWriter`), and its offsets are committed only after that commit: a joiner
 that dies in between reads the batch again, and the ledger recognises what it already holds.
 
+Two threads share the work, so that decoding and the database's writing overlap instead of adding up:
+
+- the *consumer thread* (the caller of :meth:`Joiner.run`) is the only one that touches the Kafka consumer,
+  which is not thread-safe: it polls, decodes a batch, hands it to the writer thread and polls again; it
+  commits a batch's offsets once the writer reports the batch's database commit, batches in the order they
+  were read;
+- the *writer thread* writes the batches (and the sweeps of held rewards) one at a time, in order.
+
+At most two jobs are handed over and not yet settled (one being written, one waiting), so the database always
+has the next batch ready and memory stays bounded. Before the joiner stops, at an unreadable event or on
+request, it waits for the writer to finish every batch handed over and commits their offsets; a failed write
+commits nothing from that batch on, and the joiner stops with its error. In a rebalance, kafka-python's
+listener (on kafka-python's own IO thread, where the consumer cannot be used) waits for the writer to finish
+the batches in hand, so that two joiners do not write the same partitions at once; their offsets are
+committed after the poll, and should the partitions have moved meanwhile, the joiner that takes them over
+reads those batches again and the ledger recognises them.
+
 An event the joiner cannot read (not valid under the schema, or of a newer major version) stops it: it
 writes what came before it, commits the offsets up to it, logs the topic, partition, offset and reason, and
 exits non-zero, so nothing after it is lost. Upgrading banditgate (a newer version) or restarting with
@@ -20,7 +37,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -196,6 +215,32 @@ class JoinerOptions:
         return min(self.hold.total_seconds() / 4, 30.0)
 
 
+#: Most jobs handed to the writer thread and not settled yet: one being written, one ready for it.
+_DEPTH = 2
+#: Longest wait in a rebalance for the writer to finish the batches in hand (it blocks kafka-python's heartbeats:
+#: well under the session timeout).
+_REVOKE_WAIT = 4.0
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One poll's readable events, and the offsets to commit once they are in the ledger."""
+
+    decisions: list[DecisionEvent] = field(default_factory=list)
+    rewards: list[RewardEvent] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    offsets: dict[Any, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class _Job:
+    """A job handed to the writer thread: a batch, or a sweep of the held rewards (``batch`` None)."""
+
+    future: Future[Any]
+    batch: _Batch | None
+
+
 class Joiner:
     """Consumes both topics in a consumer group and writes every batch into the ledger.
 
@@ -208,8 +253,8 @@ class Joiner:
     metrics
         Where to count (default: a fresh :class:`JoinerMetrics`, not served).
     on_database_commit
-        Called after a batch's database commit and before its offsets are committed (tests use it to kill a
-        joiner exactly there); ``None`` in production.
+        Called on the writer thread after a batch's database commit and before its offsets are committed
+        (tests use it to kill a joiner exactly there); ``None`` in production.
     """
 
     def __init__(
@@ -225,6 +270,8 @@ class Joiner:
         self._on_database_commit = on_database_commit
         self._last_sweep = 0.0
         self._last_lag = 0.0
+        self._jobs: deque[_Job] = deque()
+        self._closing = threading.Event()
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Consume until ``stop`` is set (returns) or an unreadable event is met (raises :class:`StoppedAtEvent`)."""
@@ -242,8 +289,10 @@ class Joiner:
             self.options.hold.total_seconds(),
             self.options.max_batch,
         )
+        self._closing.clear()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="joiner-writer")
         try:
-            self._sweep()
+            self._submit(executor, consumer, None)
             while not stop.is_set():
                 polled = consumer.poll(
                     timeout_ms=int(self.options.poll_seconds * 1000), max_records=self.options.max_batch
@@ -252,13 +301,26 @@ class Joiner:
                     # A batch allocates thousands of containers and keeps none in cycles: collecting while it
                     # is decoded and written cost a third of the joiner's time.
                     with paused_gc():
-                        self._handle(consumer, polled)
+                        batch, stopped = self._decode(polled)
+                    if batch.offsets:
+                        self._submit(executor, consumer, batch)
+                    if stopped is not None:
+                        self._settle(consumer, block=True)
+                        log.error("joiner %s", stopped)
+                        raise stopped
+                self._settle(consumer, block=False)
                 now = time.monotonic()
                 if now - self._last_sweep >= self.options.sweep_interval:
-                    self._sweep()
+                    self._submit(executor, consumer, None)
                 if now - self._last_lag >= 1.0:
                     self._update_lag(consumer)
+            self._settle(consumer, block=True)
         finally:
+            # On an error, what was handed over and not written is dropped: its offsets were not committed, so
+            # it is read again. A write retrying against an unreachable database gives up.
+            self._closing.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+            self._jobs.clear()
             consumer.close(autocommit=False)
             log.info("joiner stopped")
 
@@ -269,8 +331,16 @@ class Joiner:
     def _consumer(self) -> KafkaConsumer:
         from kafka import ConsumerRebalanceListener, KafkaConsumer
 
+        jobs = self._jobs
+
         class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             def on_partitions_revoked(self, revoked: Any) -> None:
+                # kafka-python calls this on its IO thread, where the consumer cannot be used (a commit would
+                # raise): wait (not longer than half the session timeout, which the wait blocks) for the writer
+                # to finish the batches in hand, so that the joiner taking these partitions over does not write
+                # them at the same time; the consumer thread commits their offsets after the poll, or, should
+                # the partitions have moved, the other joiner reads them again and the ledger recognises them.
+                wait([job.future for job in tuple(jobs)], timeout=_REVOKE_WAIT)
                 if revoked:
                     log.info("partitions revoked: %s", _names(revoked))
 
@@ -292,15 +362,10 @@ class Joiner:
         consumer.subscribe(self._topics, listener=_Listener())
         return consumer
 
-    def _handle(self, consumer: KafkaConsumer, polled: dict[Any, list[Any]]) -> None:
-        from kafka.errors import CommitFailedError, KafkaError
-        from kafka.structs import OffsetAndMetadata
-
-        started = time.perf_counter()
-        decisions: list[DecisionEvent] = []
-        rewards: list[RewardEvent] = []
-        skipped: list[Skipped] = []
-        offsets: dict[Any, int] = {}
+    def _decode(self, polled: dict[Any, list[Any]]) -> tuple[_Batch, StoppedAtEvent | None]:
+        """The readable events of a poll, up to the first unreadable one of each partition (``stopped``: the
+        first of them), and the offsets after them."""
+        batch = _Batch()
         stopped: StoppedAtEvent | None = None
         for tp, records in polled.items():
             for record in records:
@@ -312,9 +377,9 @@ class Joiner:
                     position = (tp.topic, tp.partition, record.offset)
                     if position in self.options.skip:
                         log.warning("skipping the unreadable event at %s:%d:%d as told: %s", *position, exc)
-                        skipped.append(Skipped(*position, record.key, record.value, str(exc)))
+                        batch.skipped.append(Skipped(*position, record.key, record.value, str(exc)))
                         self.metrics.skipped.labels(tp.topic).inc()
-                        offsets[tp] = record.offset + 1
+                        batch.offsets[tp] = record.offset + 1
                         continue
                     future = isinstance(exc, FutureEvent)
                     self.metrics.invalid.labels(tp.topic, "future" if future else "invalid").inc()
@@ -323,32 +388,67 @@ class Joiner:
                     log.error("unreadable event at %s:%d:%d: %s", tp.topic, tp.partition, record.offset, exc)
                     break  # nothing after it in this partition is written or committed
                 if isinstance(event, DecisionEvent):
-                    decisions.append(event)
+                    batch.decisions.append(event)
                 else:
-                    rewards.append(event)
-                offsets[tp] = record.offset + 1
-        counts = self._write(decisions, rewards, skipped)
-        self.metrics.count(counts, len(decisions), len(rewards))
+                    batch.rewards.append(event)
+                batch.offsets[tp] = record.offset + 1
+        return batch, stopped
+
+    def _submit(self, executor: ThreadPoolExecutor, consumer: KafkaConsumer, batch: _Batch | None) -> None:
+        """Hand a batch (or a sweep: ``None``) to the writer thread once fewer than ``_DEPTH`` jobs are in hand,
+        committing the offsets of those it finishes meanwhile."""
+        while len(self._jobs) >= _DEPTH:
+            wait([self._jobs[0].future], timeout=self.options.poll_seconds)
+            self._settle(consumer, block=False)
+        if batch is None:
+            self._last_sweep = time.monotonic()
+            self._jobs.append(_Job(executor.submit(self._sweep), None))
+        else:
+            self._jobs.append(_Job(executor.submit(self._write_batch, batch), batch))
+
+    def _settle(self, consumer: KafkaConsumer, block: bool) -> None:
+        """Count the jobs the writer has finished, oldest first (with ``block``: every job, waiting for them), and
+        commit the offsets of their batches. A failed job raises here, after the batches before it are committed."""
+        from kafka.errors import CommitFailedError, KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        offsets: dict[Any, int] = {}
+        done: list[_Batch] = []
+        try:
+            while self._jobs and (block or self._jobs[0].future.done()):
+                job = self._jobs.popleft()
+                result = job.future.result()
+                if job.batch is not None:
+                    self.metrics.count(result, len(job.batch.decisions), len(job.batch.rewards))
+                    offsets.update(job.batch.offsets)
+                    done.append(job.batch)
+        finally:
+            if offsets:
+                try:
+                    consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+                except (CommitFailedError, KafkaError) as exc:
+                    # The partitions moved to another joiner meanwhile: it reads these events again and the
+                    # ledger recognises them.
+                    log.warning("offsets not committed (%s): the batch will be read again, harmlessly", exc)
+                now = time.perf_counter()
+                for batch in done:
+                    self.metrics.batch_seconds.observe(now - batch.started)
+
+    def _write_batch(self, batch: _Batch) -> JoinCounts:
+        """On the writer thread: write a batch, update the waiting gauge, call the database-commit hook."""
+        with paused_gc():
+            counts = self._write(batch.decisions, batch.rewards, batch.skipped)
         if counts.rewards.get("held") or counts.joined:
             if counts.rewards.get("held"):
                 log.info("%d rewards held for their decisions", counts.rewards["held"])
             self.metrics.set_waiting(*self.writer.waiting())
         if self._on_database_commit is not None:
             self._on_database_commit()
-        if offsets:
-            try:
-                consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
-            except (CommitFailedError, KafkaError) as exc:
-                # The partitions moved to another joiner meanwhile: it reads these events again and the ledger
-                # recognises them.
-                log.warning("offsets not committed (%s): the batch will be read again, harmlessly", exc)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        if stopped is not None:
-            log.error("joiner %s", stopped)
-            raise stopped
+        return counts
 
     def _write(self, decisions: list[DecisionEvent], rewards: list[RewardEvent], skipped: list[Skipped]) -> JoinCounts:
-        """Write a batch; while the database is unreachable, wait and try again (the offsets stay put)."""
+        """Write a batch; while the database is unreachable, wait and try again (the offsets stay put) until the
+        joiner closes."""
         from sqlalchemy.exc import OperationalError
 
         delay = 0.5
@@ -356,14 +456,16 @@ class Joiner:
             try:
                 return self.writer.apply(decisions, rewards, skipped)
             except OperationalError as exc:
+                if self._closing.is_set():
+                    raise
                 log.error("ledger write failed (%s); retrying in %g s", exc, delay)
-                time.sleep(delay)
+                self._closing.wait(delay)
                 delay = min(delay * 2, 30.0)
 
     def _sweep(self) -> None:
+        """On the writer thread: join the held rewards whose decisions arrived, orphan the overdue ones."""
         from sqlalchemy.exc import OperationalError
 
-        self._last_sweep = time.monotonic()
         try:
             result = self.writer.sweep(self.options.hold)
         except OperationalError as exc:

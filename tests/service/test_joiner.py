@@ -22,12 +22,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine, func, select
 
 from banditgate.ledger.db import make_engine
 from banditgate.ledger.events import encode
-from banditgate.ledger.join import JoinWriter
+from banditgate.ledger.join import JoinCounts, JoinWriter
 from banditgate.ledger.migrate import upgrade
 from banditgate.ledger.models import Decision, Reward, RewardEventRow, SkippedEvent
 from banditgate.service.joiner import Joiner, JoinerMetrics, JoinerOptions, StoppedAtEvent, ensure_topics
@@ -238,7 +238,7 @@ KILLED_JOINER = textwrap.dedent(
     import os, signal, sys
 
     from banditgate.ledger.db import make_engine
-    from banditgate.ledger.join import JoinWriter
+    from banditgate.ledger.join import JoinCounts, JoinWriter
     from banditgate.service.joiner import Joiner, JoinerOptions
 
     url, servers, decisions, rewards, group = sys.argv[1:6]
@@ -310,3 +310,97 @@ def test_the_joiner_command_exits_1_naming_the_event_it_stopped_at(kafka_broker:
         assert count(engine, Decision.decision_id) == 1  # the decision of the other topic is in
     finally:
         engine.dispose()
+
+
+class GatedWriter(JoinWriter):
+    """A real :class:`JoinWriter` whose first batch waits at the door until ``release`` is set (or 30 s pass), so
+    that a test can see what the joiner does meanwhile; ``fail_on`` makes that batch number fail instead."""
+
+    def __init__(self, engine: Engine, fail_on: int | None = None) -> None:
+        super().__init__(engine)
+        self.release = threading.Event()
+        self.released_in_time: bool | None = None
+        self.batches = 0
+        self.fail_on = fail_on
+
+    def apply(self, *args: object, **kwargs: object) -> JoinCounts:
+        self.batches += 1
+        if self.batches == 1:
+            self.released_in_time = self.release.wait(30)
+        if self.batches == self.fail_on:
+            raise RuntimeError("the ledger refused this batch")
+        return super().apply(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def committed_offset(broker: Broker, group: str, topic: str) -> int | None:
+    """The offset ``group`` has committed on partition 0 of ``topic``, as the broker has it."""
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(topic, 0))
+    finally:
+        consumer.close(autocommit=False)
+
+
+@pytest.mark.postgres
+def test_an_unreadable_event_read_while_the_batch_before_is_written_stops_the_joiner_at_it(
+    kafka_broker: Broker, pg_engine: Engine
+) -> None:
+    """The consumer decodes batch n+1 while batch n is in the database: an unreadable event in batch n+1 is met
+    with batch n in flight; the joiner finishes batch n, writes what came before the event in batch n+1,
+    commits the offset of the event itself and stops there."""
+    engine = pg_engine
+    opts = options(kafka_broker, partitions=1, max_batch=5)
+    ensure_topics(opts.bootstrap_servers, [opts.decisions_topic, opts.rewards_topic], 1)
+    produce(
+        kafka_broker,
+        [
+            *events(opts, *(decision(n) for n in range(8))),
+            (opts.decisions_topic, b"tx-8", b"not json"),
+            *events(opts, decision(9)),
+        ],
+    )
+    metrics = JoinerMetrics()
+    writer = GatedWriter(engine)
+    invalid = {"topic": opts.decisions_topic, "reason": "invalid"}
+    with running(Joiner(writer, opts, metrics)) as outcome:
+        # The first batch (offsets 0-4) waits at the door until the joiner has read the second one (5-9).
+        wait_for(
+            lambda: metrics.registry.get_sample_value("banditgate_joiner_invalid_events_total", invalid) == 1,
+            "the unreadable event, read while the first batch is in flight",
+            timeout=WAIT,
+        )
+        assert count(engine, Decision.decision_id) == 0, "the first batch was written before the next was read"
+        writer.release.set()
+        wait_for(lambda: "error" in outcome, "the joiner to stop")
+    assert writer.released_in_time, "the joiner did not read on while its first batch was being written"
+    stopped = outcome["error"]
+    assert isinstance(stopped, StoppedAtEvent) and (stopped.partition, stopped.offset) == (0, 8)
+    with engine.connect() as connection:
+        written = sorted(connection.execute(select(Decision.decision_id)).scalars())
+    assert written == sorted(f"tx-{n}" for n in range(8))
+    assert committed_offset(kafka_broker, opts.group_id, opts.decisions_topic) == 8
+    assert metrics.registry.get_sample_value("banditgate_joiner_events_applied_total", {"type": "decision"}) == 8
+
+
+@pytest.mark.postgres
+def test_a_failed_write_commits_neither_its_batch_nor_the_ones_after_it(
+    kafka_broker: Broker, pg_engine: Engine
+) -> None:
+    """Batch 2 fails in the database while batch 3 is handed over already: the joiner stops with the error, the
+    committed offset stays after batch 1, and a restarted joiner writes everything exactly once."""
+    engine = pg_engine
+    opts = options(kafka_broker, partitions=1, max_batch=5)
+    ensure_topics(opts.bootstrap_servers, [opts.decisions_topic, opts.rewards_topic], 1)
+    produce(kafka_broker, events(opts, *(decision(n) for n in range(15))))
+    writer = GatedWriter(engine, fail_on=2)
+    writer.release.set()
+    with running(Joiner(writer, opts)) as outcome:
+        wait_for(lambda: "error" in outcome, "the joiner to stop")
+    assert isinstance(outcome["error"], RuntimeError) and "refused this batch" in str(outcome["error"])
+    assert count(engine, Decision.decision_id) == 5
+    assert committed_offset(kafka_broker, opts.group_id, opts.decisions_topic) == 5
+
+    with running(Joiner(JoinWriter(engine), opts)) as outcome:
+        wait_for(lambda: count(engine, Decision.decision_id) == 15 or "error" in outcome, "every decision")
+    assert "error" not in outcome
+    assert committed_offset(kafka_broker, opts.group_id, opts.decisions_topic) == 15
