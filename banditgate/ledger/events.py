@@ -140,6 +140,13 @@ class DecisionPayload(_Payload):
     def from_record(cls, record: DecisionRecord) -> DecisionPayload:
         return cls.model_validate(record.as_row())
 
+    def row(self) -> dict[str, Any]:
+        """``self.record().as_row()`` without building the record (a joiner inserts a row for every decision)."""
+        row = dict(self.__dict__)  # the validated fields, shallowly
+        if not all("features" in action for action in self.actions):
+            row["actions"] = [{"id": action["id"], "features": action.get("features", {})} for action in self.actions]
+        return row
+
     def record(self) -> DecisionRecord:
         # Field by field rather than through model_dump, which deep-copies every context (a joiner does this
         # for every decision it reads).

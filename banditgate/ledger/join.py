@@ -206,10 +206,10 @@ class JoinWriter:
         now: datetime,
     ) -> JoinCounts:
         counts = JoinCounts()
-        records = {}
+        records: dict[str, dict[str, Any]] = {}
         for event in decisions:
-            records.setdefault(event.decision_id, event.decision.record())  # the first of a repeated id wins
-        inserted = self._insert.run(connection, list(records.values())) if records else 0
+            records.setdefault(event.decision_id, event.decision.row())  # the first of a repeated id wins
+        inserted = self._insert.run_rows(connection, list(records.values())) if records else 0
         counts.decisions_new = inserted
         counts.decisions_duplicate = len(decisions) - inserted
 

@@ -280,8 +280,14 @@ class _PostgreSQLInsert:
         )
 
     def run(self, connection: Connection, records: list[DecisionRecord]) -> int:
+        return self.run_rows(connection, [record.as_row() for record in records])
+
+    def run_rows(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
+        """Like ``run``, from the records' :meth:`~banditgate.ledger.records.DecisionRecord.as_row` dicts (the
+        joiner has them without building the records); adds ``logged_at`` to each."""
         logged_at = utcnow()
-        rows = [{**record.as_row(), "logged_at": logged_at} for record in records]
+        for row in rows:
+            row["logged_at"] = logged_at
         return connection.exec_driver_sql(self.sql, {"rows": json_dumps(rows)}).rowcount
 
 
@@ -304,12 +310,17 @@ class _SQLiteInsert:
         self.sql = f"INSERT INTO decisions ({names}) VALUES ({marks}) ON CONFLICT (decision_id) DO NOTHING"
 
     def run(self, connection: Connection, records: list[DecisionRecord]) -> int:
+        return self.run_rows(connection, [record.as_row() for record in records])
+
+    def run_rows(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
+        """Like ``run``, from the records' :meth:`~banditgate.ledger.records.DecisionRecord.as_row` dicts (the
+        joiner has them without building the records); adds ``logged_at`` to each."""
         logged_at = utcnow()
-        rows = []
-        for record in records:
-            values = {**record.as_row(), "logged_at": logged_at}
-            rows.append(tuple(self._value(name, values[name]) for name in self.columns))
-        return connection.exec_driver_sql(self.sql, rows).rowcount
+        values = []
+        for row in rows:
+            row["logged_at"] = logged_at
+            values.append(tuple(self._value(name, row[name]) for name in self.columns))
+        return connection.exec_driver_sql(self.sql, values).rowcount
 
     def _value(self, name: str, value: Any) -> Any:
         if name in self.json:

@@ -128,3 +128,13 @@ def test_a_decision_s_numbers_must_be_finite(field: str, bad: str) -> None:
         document["decision"][field] = bad
     with pytest.raises(InvalidEvent, match=rf"decision\.{field}.*finite number"):
         decode(json.dumps(document).encode())
+
+
+def test_a_decision_s_row_is_its_record_s_row() -> None:
+    document = json.loads(encode(decision_event(segment_values={"issuer_country": "NL"}))[1])
+    payload = decode(json.dumps(document).encode()).decision
+    assert payload.row() == payload.record().as_row()
+    del document["decision"]["actions"][1]["features"]
+    payload = decode(json.dumps(document).encode()).decision
+    assert payload.row() == payload.record().as_row()
+    assert payload.row()["actions"][1] == {"id": "b", "features": {}}
