@@ -144,7 +144,7 @@ class JoinerMetrics:
         )
         self.batch_seconds = Histogram(
             "banditgate_joiner_batch_seconds",
-            "Time to write one batch and commit its offsets",
+            "Time from a batch's arrival to the commit of its offsets (decoding, waiting for the writer, writing)",
             buckets=BATCH_BUCKETS,
             registry=r,
         )

@@ -42,7 +42,7 @@ def joiner_command(
     a reward whose decision has not arrived is held for joiner_hold_seconds, then recorded as orphaned.
     Offsets are committed after the database commit. An unreadable event stops the joiner (exit 1) with
     its topic, partition and offset; run again after upgrading (a newer schema version) or with
-    --skip-offset. SIGTERM or Ctrl-C stops it after the batch in hand.
+    --skip-offset. SIGTERM or Ctrl-C stops it once the batches in hand are written.
     """
     import os
 
