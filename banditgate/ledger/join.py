@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, Connection, Engine, String, any_, cast, func, insert, select, update
+from sqlalchemy import ARRAY, JSON, Connection, Engine, String, any_, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from banditgate.ledger.db import json_dumps
@@ -148,7 +148,7 @@ class JoinWriter:
         self.engine = engine
         self.reward_kinds = reward_kinds
         self.max_revisions = max_revisions
-        self._insert = insert_ignoring_duplicates(engine)
+        self._insert = _CopiedDecisions() if engine.dialect.name == "postgresql" else insert_ignoring_duplicates(engine)
 
     def apply(
         self,
@@ -377,6 +377,47 @@ class JoinWriter:
                 if key not in latest or row.revision > latest[key].revision:
                     latest[key] = RewardRecord.from_row(row)
         return latest
+
+
+class _CopiedDecisions:
+    """Decisions into PostgreSQL by ``COPY`` into a temporary table, then one ``INSERT .. SELECT .. ON CONFLICT
+    (decision_id) DO NOTHING``; ``run_rows`` returns how many were new.
+
+    The serving writer's insert (:func:`~banditgate.ledger.writer.insert_ignoring_duplicates`) sends a batch as
+    one JSON parameter; for a joiner's batches of thousands of large decisions, the server then spent most of
+    its time building one JSONB document of the whole batch and copying each row's documents out of it. With
+    ``COPY`` each JSON column is parsed once, straight into its row: about 75-80 us of the server's CPU per
+    decision of the joiner benchmark's workload instead of 100-130. JSON values are written by ``json_dumps``
+    (like the JSON columns: no NaN).
+    """
+
+    def __init__(self) -> None:
+        table = Decision.__table__
+        self.columns = [column.name for column in table.columns]
+        self.json = {column.name for column in table.columns if isinstance(column.type, JSON)}
+        names = ", ".join(self.columns)
+        # One per connection, kept (the pool reuses connections); emptied in the transaction that filled it.
+        self.create = "CREATE TEMPORARY TABLE IF NOT EXISTS joined_decisions (LIKE decisions)"
+        self.copy = f"COPY joined_decisions ({names}) FROM STDIN"
+        self.insert = (
+            f"INSERT INTO decisions ({names}) SELECT {names} FROM joined_decisions ON CONFLICT (decision_id) DO NOTHING"
+        )
+        self.clear = "DELETE FROM joined_decisions"
+
+    def run_rows(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
+        logged_at = utcnow()
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self.create)
+            with cursor.copy(self.copy) as copy:
+                for row in rows:
+                    row["logged_at"] = logged_at
+                    copy.write_row([json_dumps(row[name]) if name in self.json else row[name] for name in self.columns])
+            inserted = cursor.execute(self.insert).rowcount
+            cursor.execute(self.clear)
+        finally:
+            cursor.close()
+        return inserted
 
 
 def _from_event(event: RewardEvent) -> _Waiting:

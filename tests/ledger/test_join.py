@@ -60,6 +60,24 @@ def test_decisions_and_rewards_are_written_as_the_clients_were_told(engine: Engi
     assert labels == {"tx-1": 1.0, "tx-2": 0.0}
 
 
+def test_decisions_with_awkward_text_are_stored_exactly(engine: Engine, sessions) -> None:
+    """Text that COPY's format escapes (tabs, newlines, backslashes, quotes, "\\N"), non-ASCII text, a missing
+    model hash and a repeated id in one batch: stored as the clients were told, counted once."""
+    writer, log = JoinWriter(engine), make_log(sessions)
+    awkward = "tab\there\nnew line \\N back\\slash 'quote' \"dq\" caf\u00e9 \u2603"
+    sent = [
+        decision(1, context={"merchant": awkward, "amount": 12.5, "nested": {"k": [1, None, awkward]}}),
+        decision(2, model_sha256=None, segment_values={"issuer_country": awkward}),
+        decision(1, instance="serve-b", context={"merchant": "a second copy"}),
+    ]
+    counts = writer.apply(sent, [])
+    assert (counts.decisions_new, counts.decisions_duplicate) == (2, 1)
+    assert log.get_decision("tx-1") == sent[0].decision.record()
+    assert log.get_decision("tx-2") == sent[1].decision.record()
+    again = writer.apply(sent[:2], [])
+    assert (again.decisions_new, again.decisions_duplicate) == (0, 2)
+
+
 def test_a_redelivered_batch_adds_no_decision_and_no_revision(engine: Engine, sessions) -> None:
     """The embedded reward rules alone would turn the redelivered first value into a third revision."""
     writer, log = JoinWriter(engine), make_log(sessions)
