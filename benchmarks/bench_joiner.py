@@ -4,9 +4,10 @@ What is measured
     ``banditgate joiner``'s consumer loop (:class:`banditgate.service.joiner.Joiner` with the ledger's
     :class:`~banditgate.ledger.join.JoinWriter`), in this process, reading N decision events pre-loaded on a
     Kafka-protocol broker and writing them into a fresh PostgreSQL ledger: fetching, decoding and validating
-    every event, one transaction per poll batch (``--batch`` events), the offsets committed after each. The
-    decisions are those of the HTTP benchmarks' workload (21 context features, 10 actions with 8 features
-    each, full probability vectors: about 2.3 kB of JSON per event). The clock starts when the first batch
+    every event (the next batch while the writer thread writes one), one transaction per poll batch (``--batch``
+    events), the offsets committed after each. The decisions are those of the HTTP benchmarks' workload (21
+    context features, 10 actions with 8 features each, full probability vectors: about 2.3 kB of JSON per
+    event). The clock starts when the first batch
     arrives (after the consumer group's join, which takes about 20 s on the test broker and is reported
     separately) and stops at the commit of the last one.
 
@@ -208,8 +209,8 @@ def run_joiner(joiner_factory: Any, clock: Clock, timeout: float) -> float:
 
 
 def capacity(used: dict[str, float], n: int) -> float:
-    """Events per second with two cores to itself: the joiner is one Python thread (one core at most), the
-    broker and the database take the rest."""
+    """Events per second with two cores to itself: the joiner is one Python process (one core at most: its
+    consumer and writer threads share one interpreter), the broker and the database take the rest."""
     total = sum(used.values()) / n
     return min(2.0 / total, 1.0 / (used["joiner"] / n)) if total > 0 else float("nan")
 
