@@ -59,7 +59,7 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,8 @@ from banditgate.ledger.promotion import promote
 from banditgate.pipelines.health import Z95, generation_health
 from banditgate.pipelines.retrain import RetrainOptions, retrain
 from banditgate.simulator import PaymentWorld
-from banditgate.simulator.authorisation import PRIOR_SHIFT
+from banditgate.simulator.authorisation import PRIOR_SHIFT, AuthorisationModel
+from banditgate.simulator.contexts import ContextBatch
 from banditgate.simulator.drift import DriftEffects
 from benchmarks.generations_experiment import replay, standard_error
 from benchmarks.workload import environment, table, write_results
@@ -92,32 +93,36 @@ SHORT_MEMORY: dict[str, Any] = {
 }
 
 #: The settings: the logit shift of every authorisation (the world's level of approvals, hence the class imbalance
-#: of the logs) and the probability floor.
+#: of the logs), the scale of the actions' effects (1: the simulator's own; see :class:`StrongActionsWorld`), the
+#: probability floor and the decisions a day.
 SETTINGS: dict[str, dict[str, float]] = {
-    "adyen": {"shift": -1.0, "floor": 0.001},
-    "imbalanced": {"shift": 1.0, "floor": 0.001},
+    "adyen": {"shift": -1.0, "scale": 1.0, "floor": 0.001, "per_day": 4000},
+    "imbalanced": {"shift": 1.0, "scale": 1.0, "floor": 0.001, "per_day": 4000},
+    "strong": {"shift": 0.0, "scale": 5.0, "floor": 0.001, "per_day": 2000},
 }
 
 
 def configurations(
-    setting: str = "adyen", floor: float | None = None, shift: float | None = None
+    setting: str = "adyen", floor: float | None = None, shift: float | None = None, scale: float | None = None
 ) -> dict[str, dict[str, Any]]:
-    """A setting of :data:`SETTINGS` (with its floor and logit shift, or ``floor`` and ``shift``) and one
-    mitigation of it at a time."""
+    """A setting of :data:`SETTINGS` (with its floor, logit shift and scale of the actions' effects, or
+    ``floor``, ``shift`` and ``scale``) and one mitigation of it at a time."""
     shift = SETTINGS[setting]["shift"] if shift is None else shift
     floor = SETTINGS[setting]["floor"] if floor is None else floor
+    scale = SETTINGS[setting]["scale"] if scale is None else scale
+    world = {"shift": shift, "scale": scale}
     base = SHORT_MEMORY
     return {
-        setting: {"shift": shift, "floor": floor, "options": base},
+        setting: {**world, "floor": floor, "options": base},
         "pooled 30 d": {
-            "shift": shift,
+            **world,
             "floor": floor,
             "options": {**base, "window": timedelta(days=30), "pool_generations": True},
         },
-        "floor 0.05": {"shift": shift, "floor": 0.05, "options": base},
-        "trust region 0.1": {"shift": shift, "floor": floor, "options": {**base, "trust_region": 0.1}},
-        "prior correction": {"shift": shift, "floor": floor, "options": {**base, "prior_correction": True}},
-        "importance weighting": {"shift": shift, "floor": floor, "options": {**base, "importance_weighting": True}},
+        "floor 0.05": {**world, "floor": 0.05, "options": base},
+        "trust region 0.1": {**world, "floor": floor, "options": {**base, "trust_region": 0.1}},
+        "prior correction": {**world, "floor": floor, "options": {**base, "prior_correction": True}},
+        "importance weighting": {**world, "floor": floor, "options": {**base, "importance_weighting": True}},
     }
 
 
@@ -143,6 +148,47 @@ class ShiftedWorld(PaymentWorld):
         return self._shifted(super()._effects_at(micros))
 
 
+@dataclass(frozen=True)
+class StrongActionsModel(AuthorisationModel):
+    """The simulator's authorisation model with every action's effect scaled by ``scale`` and every logit moved
+    by ``shift``: ``L'_j = L_ref + scale * (L_j - L_ref) + shift``, where ``L_ref`` is the logit of the neutral
+    action ``none`` (primary acquirer, default 3-D Secure, no retry, reformat or updater), which is the base
+    logit of :class:`~banditgate.simulator.authorisation.AuthorisationModel`. For ``scale > 0`` the ranking of
+    the actions in every context is unchanged; the same transformation holds at every time."""
+
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def logits(self, contexts: ContextBatch, effects: DriftEffects) -> np.ndarray:
+        logits = super().logits(contexts, effects)
+        reference = logits[:, [self.catalogue.position("none")]]
+        return reference + self.scale * (logits - reference) + self.shift
+
+
+class StrongActionsWorld(PaymentWorld):
+    """The payment world (no drift) in which the actions matter more: :class:`StrongActionsModel` with
+    ``scale`` and ``shift`` from day 0.
+
+    Only the authorisation model changes; the chargeback model (whose action effects are liability, not
+    authorisation, and which the learners here never see) is the simulator's own.
+    """
+
+    def __init__(self, scale: float, shift: float, seed: int) -> None:
+        super().__init__("none", seed=seed)
+        if scale <= 0.0:
+            raise ValueError(f"scale must be positive (it keeps the ranking of the actions), got {scale}")
+        base = self.authorisation
+        self.authorisation = StrongActionsModel(base.cards, base.catalogue, base.traits, scale=scale, shift=shift)
+
+
+def make_world(config: dict[str, Any], seed: int) -> PaymentWorld:
+    """The world of a configuration: :class:`StrongActionsWorld` when it scales the actions' effects, else
+    :class:`ShiftedWorld`."""
+    if config.get("scale", 1.0) != 1.0:
+        return StrongActionsWorld(config["scale"], config["shift"], seed)
+    return ShiftedWorld(config["shift"], seed)
+
+
 def run(
     name: str, config: dict[str, Any], days: int, per_day: int, gamma: float, seed: int, objective: str = "auto"
 ) -> dict[str, Any]:
@@ -150,7 +196,7 @@ def run(
 
     ``objective`` is the LightGBM oracle's (``auto``: cross-entropy on authorisation outcomes).
     """
-    world = ShiftedWorld(config["shift"], seed)
+    world = make_world(config, seed)
     folder = Path(tempfile.mkdtemp(prefix="bg-oscillation-"))
     artifacts = folder / "artifacts"
     engine = make_engine(f"sqlite:///{folder / 'ledger.db'}", sqlite_synchronous="NORMAL")
@@ -236,17 +282,21 @@ def decline(generations: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=16, help="simulated days (one generation a day)")
-    parser.add_argument("--per-day", type=int, default=4000, help="decisions per simulated day")
+    parser.add_argument(
+        "--per-day", type=int, default=None, help="decisions per simulated day (default: the setting's, 4000 or 2000)"
+    )
     parser.add_argument("--gamma", type=float, default=20_000.0, help="SquareCB's gamma")
     parser.add_argument("--seeds", type=int, nargs="+", default=[21])
     parser.add_argument(
         "--setting",
         choices=list(SETTINGS),
         default="adyen",
-        help="adyen: authorisation logits -1 (fewer approvals); imbalanced: +1 (more approvals, rarer declines)",
+        help="adyen: authorisation logits -1 (fewer approvals); imbalanced: +1 (more approvals, rarer declines); "
+        "strong: the actions' effects on the logit x5 (uniform random approves 90%%, the best action 98%%)",
     )
     parser.add_argument("--floor", type=float, default=None, help="the setting's probability floor (default: 0.001)")
     parser.add_argument("--shift", type=float, default=None, help="the setting's authorisation logit shift")
+    parser.add_argument("--scale", type=float, default=None, help="the setting's scale of the actions' effects")
     parser.add_argument(
         "--objective",
         choices=["auto", "regression"],
@@ -254,12 +304,16 @@ def main() -> int:
         help="the LightGBM oracle's objective (auto: cross-entropy; regression: squared loss, SquareCB's oracle)",
     )
     args, _ = parser.parse_known_args()
-    known = configurations(args.setting, args.floor, args.shift)
+    known = configurations(args.setting, args.floor, args.shift, args.scale)
     parser.add_argument("--only", nargs="+", choices=list(known), default=list(known), help="configurations to run")
     parser.add_argument("--output", default="oscillation", help="results file name (benchmarks/results/<name>.json)")
     args = parser.parse_args()
     if args.days < 6:
         parser.error("--days must be at least 6")
+    if args.per_day is None:
+        args.per_day = int(SETTINGS[args.setting]["per_day"])
+    if args.per_day <= 0 or (args.scale is not None and args.scale <= 0.0):
+        parser.error("--per-day and --scale must be positive")
     runs = {
         f"{name} / {seed}": run(name, known[name], args.days, args.per_day, args.gamma, seed, args.objective)
         for name in args.only
@@ -277,7 +331,12 @@ def main() -> int:
             "objective": args.objective,
             "seeds": args.seeds,
             "configurations": {
-                n: {"shift": c["shift"], "floor": c["floor"], **{k: str(v) for k, v in c["options"].items()}}
+                n: {
+                    "shift": c["shift"],
+                    "scale": c["scale"],
+                    "floor": c["floor"],
+                    **{k: str(v) for k, v in c["options"].items()},
+                }
                 for n, c in known.items()
                 if n in args.only
             },
