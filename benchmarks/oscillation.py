@@ -95,10 +95,10 @@ SHORT_MEMORY: dict[str, Any] = {
 #: The settings: the logit shift of every authorisation (the world's level of approvals, hence the class imbalance
 #: of the logs), the scale of the actions' effects (1: the simulator's own; see :class:`StrongActionsWorld`), the
 #: probability floor and the decisions a day.
-SETTINGS: dict[str, dict[str, float]] = {
-    "adyen": {"shift": -1.0, "scale": 1.0, "floor": 0.001, "per_day": 4000},
-    "imbalanced": {"shift": 1.0, "scale": 1.0, "floor": 0.001, "per_day": 4000},
-    "strong": {"shift": 0.0, "scale": 5.0, "floor": 0.001, "per_day": 2000},
+SETTINGS: dict[str, dict[str, Any]] = {
+    "adyen": {"shift": -1.0, "scale": 1.0, "floor": 0.001, "per_day": 4000, "objective": "auto"},
+    "imbalanced": {"shift": 1.0, "scale": 1.0, "floor": 0.001, "per_day": 4000, "objective": "auto"},
+    "strong": {"shift": 0.0, "scale": 5.0, "floor": 0.001, "per_day": 2000, "objective": "regression"},
 }
 
 
@@ -300,8 +300,9 @@ def main() -> int:
     parser.add_argument(
         "--objective",
         choices=["auto", "regression"],
-        default="auto",
-        help="the LightGBM oracle's objective (auto: cross-entropy; regression: squared loss, SquareCB's oracle)",
+        default=None,
+        help="the LightGBM oracle's objective (auto: cross-entropy; regression: squared loss, SquareCB's oracle; "
+        "default: the setting's, regression for strong)",
     )
     args, _ = parser.parse_known_args()
     known = configurations(args.setting, args.floor, args.shift, args.scale)
@@ -312,6 +313,8 @@ def main() -> int:
         parser.error("--days must be at least 6")
     if args.per_day is None:
         args.per_day = int(SETTINGS[args.setting]["per_day"])
+    if args.objective is None:
+        args.objective = SETTINGS[args.setting]["objective"]
     if args.per_day <= 0 or (args.scale is not None and args.scale <= 0.0):
         parser.error("--per-day and --scale must be positive")
     runs = {
