@@ -6,21 +6,27 @@ What is reproduced
     logs can do worse than the generation before it: as a policy improves, the authorisation rate of its logs
     rises, so its successor trains on rarer declines (more class imbalance) and a shifted reward distribution,
     and with short memory and a regression oracle it estimates worse and serves worse; the one after it
-    recovers, hence an oscillation. Two settings (``--setting``), both with
+    recovers, hence an oscillation. Three settings (``--setting``), all with
 
     * short memory: each generation learns only from the last day, which its predecessor alone logged
       (``window`` 1 day, ``pool_generations`` off), without importance weights;
     * sharp exploration: SquareCB with the policy's own gamma ``--gamma`` (default 20,000; ``gamma_schedule``
-      ``fixed``) and probability floor 0.001 (``--floor``; ``floor_schedule`` ``policy``); 4,000 decisions a
-      day (``--per-day``) for 16 days (``--days``);
+      ``fixed``) and probability floor 0.001 (``--floor``; ``floor_schedule`` ``policy``) for 16 days
+      (``--days``);
 
-    and the world's level of approvals moved by a constant shift of every authorisation logit
-    (:class:`ShiftedWorld`, the same for every action, so the ranking of actions is unchanged):
+    and a world that differs from the simulator's own (no drift) by a transformation that is the same at every
+    time and keeps the ranking of the actions in every context:
 
-    * ``adyen``: ``-1`` (the prior-drift preset at full strength as a step): fewer approvals, larger
-      differences between actions, less class imbalance;
-    * ``imbalanced``: ``+1``: about 97% approvals under uniform random and 98% under the best action, so the
-      declines a generation learns from fall by about 40% as its predecessor improves (the paper's mechanism).
+    * ``strong`` (the one that shows the effect): every action's effect on the authorisation logit multiplied
+      by 5 around the neutral action ``none`` (:class:`StrongActionsWorld`; ``--scale``, ``--shift``), so
+      uniform random approves about 90% and the best action about 98%: a good policy cuts the declines in its
+      logs by about half. 2,000 decisions a day (``--per-day``) and the paper's regression oracle (LightGBM
+      with squared loss, ``--objective regression``);
+    * ``adyen``: every authorisation logit ``-1`` (:class:`ShiftedWorld`, the prior-drift preset at full
+      strength as a step): fewer approvals, less class imbalance; 4,000 decisions a day, cross-entropy oracle;
+    * ``imbalanced``: ``+1``: about 97% approvals under uniform random and 98% under the best action; the
+      actions' differences are compressed as much as the declines, so a better policy moves the class balance
+      of its logs very little. 4,000 decisions a day, cross-entropy oracle.
 
     Generation 0 is uniform random for one day, then a generation is retrained and promoted every day
     through the production paths (real Decider, SQLite ledger, ``retrain``, ``promote``; LightGBM on one
@@ -33,8 +39,8 @@ What is compared
     days, each row with its own propensity), ``floor 0.05``, ``trust region 0.1``
     (:func:`banditgate.pipelines.retrain.trust_region_gamma`), ``prior correction`` (class-balanced training,
     odds corrected back), ``importance weighting`` (``1 / propensity`` clipped at 20). Recalibration of the
-    oracle is not an option of ``banditgate retrain`` (LightGBM's binary objective already fits log-loss;
-    ``prior correction`` is the one probability correction available), so it is not in the table.
+    oracle is not an option of ``banditgate retrain`` (``prior correction`` is the one probability correction
+    available), so it is not in the table.
 
     The decline is measured on the learned generations 1..N: ``first`` is generation 1's lift (trained on
     uniform logs, the one supervised learning is sound for), ``late`` the mean lift of the last half of the
@@ -47,9 +53,9 @@ What is compared
     :func:`banditgate.pipelines.health.generation_health` on the same ledger (realised rewards only, no
     access to the truth).
 
-Run: ``python benchmarks/oscillation.py [--setting imbalanced] [--seeds 21 22] [--only imbalanced ...]
-[--objective regression] [--output NAME]`` (about 3 minutes per configuration and seed on one free core,
-9 on this loaded machine); results in benchmarks/results/oscillation.json (or ``NAME.json``).
+Run: ``python benchmarks/oscillation.py [--setting strong] [--seeds 21 22 23] [--only strong ...]
+[--objective auto] [--output NAME]`` (``strong``: about 1.5-4 minutes per configuration and seed on this loaded
+machine); results in benchmarks/results/oscillation.json (or ``NAME.json``).
 """
 
 from __future__ import annotations
@@ -103,7 +109,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def configurations(
-    setting: str = "adyen", floor: float | None = None, shift: float | None = None, scale: float | None = None
+    setting: str = "strong", floor: float | None = None, shift: float | None = None, scale: float | None = None
 ) -> dict[str, dict[str, Any]]:
     """A setting of :data:`SETTINGS` (with its floor, logit shift and scale of the actions' effects, or
     ``floor``, ``shift`` and ``scale``) and one mitigation of it at a time."""
@@ -290,11 +296,11 @@ def main() -> int:
     parser.add_argument(
         "--setting",
         choices=list(SETTINGS),
-        default="adyen",
-        help="adyen: authorisation logits -1 (fewer approvals); imbalanced: +1 (more approvals, rarer declines); "
-        "strong: the actions' effects on the logit x5 (uniform random approves 90%%, the best action 98%%)",
+        default="strong",
+        help="strong (default): the actions' effects on the logit x5 (uniform random approves 90%%, the best action "
+        "98%%); adyen: authorisation logits -1 (fewer approvals); imbalanced: +1 (more approvals, rarer declines)",
     )
-    parser.add_argument("--floor", type=float, default=None, help="the setting's probability floor (default: 0.001)")
+    parser.add_argument("--floor", type=float, default=None, help="the setting's probability floor (0.001)")
     parser.add_argument("--shift", type=float, default=None, help="the setting's authorisation logit shift")
     parser.add_argument("--scale", type=float, default=None, help="the setting's scale of the actions' effects")
     parser.add_argument(
