@@ -6,21 +6,27 @@ What is reproduced
     logs can do worse than the generation before it: as a policy improves, the authorisation rate of its logs
     rises, so its successor trains on rarer declines (more class imbalance) and a shifted reward distribution,
     and with short memory and a regression oracle it estimates worse and serves worse; the one after it
-    recovers, hence an oscillation. Two settings (``--setting``), both with
+    recovers, hence an oscillation. Three settings (``--setting``), all with
 
     * short memory: each generation learns only from the last day, which its predecessor alone logged
       (``window`` 1 day, ``pool_generations`` off), without importance weights;
     * sharp exploration: SquareCB with the policy's own gamma ``--gamma`` (default 20,000; ``gamma_schedule``
-      ``fixed``) and probability floor 0.001 (``--floor``; ``floor_schedule`` ``policy``); 4,000 decisions a
-      day (``--per-day``) for 16 days (``--days``);
+      ``fixed``) and probability floor 0.001 (``--floor``; ``floor_schedule`` ``policy``) for 16 days
+      (``--days``);
 
-    and the world's level of approvals moved by a constant shift of every authorisation logit
-    (:class:`ShiftedWorld`, the same for every action, so the ranking of actions is unchanged):
+    and a world that differs from the simulator's own (no drift) by a transformation that is the same at every
+    time and keeps the ranking of the actions in every context:
 
-    * ``adyen``: ``-1`` (the prior-drift preset at full strength as a step): fewer approvals, larger
-      differences between actions, less class imbalance;
-    * ``imbalanced``: ``+1``: about 97% approvals under uniform random and 98% under the best action, so the
-      declines a generation learns from fall by about 40% as its predecessor improves (the paper's mechanism).
+    * ``strong`` (the one that shows the effect): every action's effect on the authorisation logit multiplied
+      by 5 around the neutral action ``none`` (:class:`StrongActionsWorld`; ``--scale``, ``--shift``), so
+      uniform random approves about 90% and the best action about 98%: a good policy cuts the declines in its
+      logs by about half. 2,000 decisions a day (``--per-day``) and the paper's regression oracle (LightGBM
+      with squared loss, ``--objective regression``);
+    * ``adyen``: every authorisation logit ``-1`` (:class:`ShiftedWorld`, the prior-drift preset at full
+      strength as a step): fewer approvals, less class imbalance; 4,000 decisions a day, cross-entropy oracle;
+    * ``imbalanced``: ``+1``: about 97% approvals under uniform random and 98% under the best action; the
+      actions' differences are compressed as much as the declines, so a better policy moves the class balance
+      of its logs very little. 4,000 decisions a day, cross-entropy oracle.
 
     Generation 0 is uniform random for one day, then a generation is retrained and promoted every day
     through the production paths (real Decider, SQLite ledger, ``retrain``, ``promote``; LightGBM on one
@@ -33,8 +39,8 @@ What is compared
     days, each row with its own propensity), ``floor 0.05``, ``trust region 0.1``
     (:func:`banditgate.pipelines.retrain.trust_region_gamma`), ``prior correction`` (class-balanced training,
     odds corrected back), ``importance weighting`` (``1 / propensity`` clipped at 20). Recalibration of the
-    oracle is not an option of ``banditgate retrain`` (LightGBM's binary objective already fits log-loss;
-    ``prior correction`` is the one probability correction available), so it is not in the table.
+    oracle is not an option of ``banditgate retrain`` (``prior correction`` is the one probability correction
+    available), so it is not in the table.
 
     The decline is measured on the learned generations 1..N: ``first`` is generation 1's lift (trained on
     uniform logs, the one supervised learning is sound for), ``late`` the mean lift of the last half of the
@@ -47,9 +53,9 @@ What is compared
     :func:`banditgate.pipelines.health.generation_health` on the same ledger (realised rewards only, no
     access to the truth).
 
-Run: ``python benchmarks/oscillation.py [--setting imbalanced] [--seeds 21 22] [--only imbalanced ...]
-[--objective regression] [--output NAME]`` (about 3 minutes per configuration and seed on one free core,
-9 on this loaded machine); results in benchmarks/results/oscillation.json (or ``NAME.json``).
+Run: ``python benchmarks/oscillation.py [--setting strong] [--seeds 21 22 23] [--only strong ...]
+[--objective auto] [--output NAME]`` (``strong``: about 1.5-4 minutes per configuration and seed on this loaded
+machine); results in benchmarks/results/oscillation.json (or ``NAME.json``).
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,7 +82,8 @@ from banditgate.ledger.promotion import promote
 from banditgate.pipelines.health import Z95, generation_health
 from banditgate.pipelines.retrain import RetrainOptions, retrain
 from banditgate.simulator import PaymentWorld
-from banditgate.simulator.authorisation import PRIOR_SHIFT
+from banditgate.simulator.authorisation import PRIOR_SHIFT, AuthorisationModel
+from banditgate.simulator.contexts import ContextBatch
 from banditgate.simulator.drift import DriftEffects
 from benchmarks.generations_experiment import replay, standard_error
 from benchmarks.workload import environment, table, write_results
@@ -92,32 +99,36 @@ SHORT_MEMORY: dict[str, Any] = {
 }
 
 #: The settings: the logit shift of every authorisation (the world's level of approvals, hence the class imbalance
-#: of the logs) and the probability floor.
-SETTINGS: dict[str, dict[str, float]] = {
-    "adyen": {"shift": -1.0, "floor": 0.001},
-    "imbalanced": {"shift": 1.0, "floor": 0.001},
+#: of the logs), the scale of the actions' effects (1: the simulator's own; see :class:`StrongActionsWorld`), the
+#: probability floor and the decisions a day.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "adyen": {"shift": -1.0, "scale": 1.0, "floor": 0.001, "per_day": 4000, "objective": "auto"},
+    "imbalanced": {"shift": 1.0, "scale": 1.0, "floor": 0.001, "per_day": 4000, "objective": "auto"},
+    "strong": {"shift": 0.0, "scale": 5.0, "floor": 0.001, "per_day": 2000, "objective": "regression"},
 }
 
 
 def configurations(
-    setting: str = "adyen", floor: float | None = None, shift: float | None = None
+    setting: str = "strong", floor: float | None = None, shift: float | None = None, scale: float | None = None
 ) -> dict[str, dict[str, Any]]:
-    """A setting of :data:`SETTINGS` (with its floor and logit shift, or ``floor`` and ``shift``) and one
-    mitigation of it at a time."""
+    """A setting of :data:`SETTINGS` (with its floor, logit shift and scale of the actions' effects, or
+    ``floor``, ``shift`` and ``scale``) and one mitigation of it at a time."""
     shift = SETTINGS[setting]["shift"] if shift is None else shift
     floor = SETTINGS[setting]["floor"] if floor is None else floor
+    scale = SETTINGS[setting]["scale"] if scale is None else scale
+    world = {"shift": shift, "scale": scale}
     base = SHORT_MEMORY
     return {
-        setting: {"shift": shift, "floor": floor, "options": base},
+        setting: {**world, "floor": floor, "options": base},
         "pooled 30 d": {
-            "shift": shift,
+            **world,
             "floor": floor,
             "options": {**base, "window": timedelta(days=30), "pool_generations": True},
         },
-        "floor 0.05": {"shift": shift, "floor": 0.05, "options": base},
-        "trust region 0.1": {"shift": shift, "floor": floor, "options": {**base, "trust_region": 0.1}},
-        "prior correction": {"shift": shift, "floor": floor, "options": {**base, "prior_correction": True}},
-        "importance weighting": {"shift": shift, "floor": floor, "options": {**base, "importance_weighting": True}},
+        "floor 0.05": {**world, "floor": 0.05, "options": base},
+        "trust region 0.1": {**world, "floor": floor, "options": {**base, "trust_region": 0.1}},
+        "prior correction": {**world, "floor": floor, "options": {**base, "prior_correction": True}},
+        "importance weighting": {**world, "floor": floor, "options": {**base, "importance_weighting": True}},
     }
 
 
@@ -143,6 +154,47 @@ class ShiftedWorld(PaymentWorld):
         return self._shifted(super()._effects_at(micros))
 
 
+@dataclass(frozen=True)
+class StrongActionsModel(AuthorisationModel):
+    """The simulator's authorisation model with every action's effect scaled by ``scale`` and every logit moved
+    by ``shift``: ``L'_j = L_ref + scale * (L_j - L_ref) + shift``, where ``L_ref`` is the logit of the neutral
+    action ``none`` (primary acquirer, default 3-D Secure, no retry, reformat or updater), which is the base
+    logit of :class:`~banditgate.simulator.authorisation.AuthorisationModel`. For ``scale > 0`` the ranking of
+    the actions in every context is unchanged; the same transformation holds at every time."""
+
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def logits(self, contexts: ContextBatch, effects: DriftEffects) -> np.ndarray:
+        logits = super().logits(contexts, effects)
+        reference = logits[:, [self.catalogue.position("none")]]
+        return reference + self.scale * (logits - reference) + self.shift
+
+
+class StrongActionsWorld(PaymentWorld):
+    """The payment world (no drift) in which the actions matter more: :class:`StrongActionsModel` with
+    ``scale`` and ``shift`` from day 0.
+
+    Only the authorisation model changes; the chargeback model (whose action effects are liability, not
+    authorisation, and which the learners here never see) is the simulator's own.
+    """
+
+    def __init__(self, scale: float, shift: float, seed: int) -> None:
+        super().__init__("none", seed=seed)
+        if scale <= 0.0:
+            raise ValueError(f"scale must be positive (it keeps the ranking of the actions), got {scale}")
+        base = self.authorisation
+        self.authorisation = StrongActionsModel(base.cards, base.catalogue, base.traits, scale=scale, shift=shift)
+
+
+def make_world(config: dict[str, Any], seed: int) -> PaymentWorld:
+    """The world of a configuration: :class:`StrongActionsWorld` when it scales the actions' effects, else
+    :class:`ShiftedWorld`."""
+    if config.get("scale", 1.0) != 1.0:
+        return StrongActionsWorld(config["scale"], config["shift"], seed)
+    return ShiftedWorld(config["shift"], seed)
+
+
 def run(
     name: str, config: dict[str, Any], days: int, per_day: int, gamma: float, seed: int, objective: str = "auto"
 ) -> dict[str, Any]:
@@ -150,7 +202,7 @@ def run(
 
     ``objective`` is the LightGBM oracle's (``auto``: cross-entropy on authorisation outcomes).
     """
-    world = ShiftedWorld(config["shift"], seed)
+    world = make_world(config, seed)
     folder = Path(tempfile.mkdtemp(prefix="bg-oscillation-"))
     artifacts = folder / "artifacts"
     engine = make_engine(f"sqlite:///{folder / 'ledger.db'}", sqlite_synchronous="NORMAL")
@@ -236,30 +288,41 @@ def decline(generations: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=16, help="simulated days (one generation a day)")
-    parser.add_argument("--per-day", type=int, default=4000, help="decisions per simulated day")
+    parser.add_argument(
+        "--per-day", type=int, default=None, help="decisions per simulated day (default: the setting's, 4000 or 2000)"
+    )
     parser.add_argument("--gamma", type=float, default=20_000.0, help="SquareCB's gamma")
     parser.add_argument("--seeds", type=int, nargs="+", default=[21])
     parser.add_argument(
         "--setting",
         choices=list(SETTINGS),
-        default="adyen",
-        help="adyen: authorisation logits -1 (fewer approvals); imbalanced: +1 (more approvals, rarer declines)",
+        default="strong",
+        help="strong (default): the actions' effects on the logit x5 (uniform random approves 90%%, the best action "
+        "98%%); adyen: authorisation logits -1 (fewer approvals); imbalanced: +1 (more approvals, rarer declines)",
     )
-    parser.add_argument("--floor", type=float, default=None, help="the setting's probability floor (default: 0.001)")
+    parser.add_argument("--floor", type=float, default=None, help="the setting's probability floor (0.001)")
     parser.add_argument("--shift", type=float, default=None, help="the setting's authorisation logit shift")
+    parser.add_argument("--scale", type=float, default=None, help="the setting's scale of the actions' effects")
     parser.add_argument(
         "--objective",
         choices=["auto", "regression"],
-        default="auto",
-        help="the LightGBM oracle's objective (auto: cross-entropy; regression: squared loss, SquareCB's oracle)",
+        default=None,
+        help="the LightGBM oracle's objective (auto: cross-entropy; regression: squared loss, SquareCB's oracle; "
+        "default: the setting's, regression for strong)",
     )
     args, _ = parser.parse_known_args()
-    known = configurations(args.setting, args.floor, args.shift)
+    known = configurations(args.setting, args.floor, args.shift, args.scale)
     parser.add_argument("--only", nargs="+", choices=list(known), default=list(known), help="configurations to run")
     parser.add_argument("--output", default="oscillation", help="results file name (benchmarks/results/<name>.json)")
     args = parser.parse_args()
     if args.days < 6:
         parser.error("--days must be at least 6")
+    if args.per_day is None:
+        args.per_day = int(SETTINGS[args.setting]["per_day"])
+    if args.objective is None:
+        args.objective = SETTINGS[args.setting]["objective"]
+    if args.per_day <= 0 or (args.scale is not None and args.scale <= 0.0):
+        parser.error("--per-day and --scale must be positive")
     runs = {
         f"{name} / {seed}": run(name, known[name], args.days, args.per_day, args.gamma, seed, args.objective)
         for name in args.only
@@ -277,7 +340,12 @@ def main() -> int:
             "objective": args.objective,
             "seeds": args.seeds,
             "configurations": {
-                n: {"shift": c["shift"], "floor": c["floor"], **{k: str(v) for k, v in c["options"].items()}}
+                n: {
+                    "shift": c["shift"],
+                    "scale": c["scale"],
+                    "floor": c["floor"],
+                    **{k: str(v) for k, v in c["options"].items()},
+                }
                 for n, c in known.items()
                 if n in args.only
             },
