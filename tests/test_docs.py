@@ -346,7 +346,7 @@ def test_shell_examples_run_against_a_server(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.timeout(900)  # four workers start on a loaded machine
+@pytest.mark.timeout(900)  # the workers start on a loaded machine
 def test_postgresql_examples_run_on_the_suites_server(postgres_admin_url: str, tmp_path: Path) -> None:
     blocks = [b for b in all_blocks("bash") if _CREATEDB.search(b.text)]
     assert blocks, "operations.md shows how to run with PostgreSQL"

@@ -29,6 +29,7 @@ import re
 import shlex
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import time
@@ -236,6 +237,15 @@ def virtual_environment(folder: Path) -> Path:
     test extra), as pip's build isolation would use a fresh one on a machine that can download it.
     """
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", folder], check=True)
+    if sys.prefix != sys.base_prefix:
+        # this interpreter runs in a virtual environment itself, whose packages the new one's "system" ones are not
+        purelib = subprocess.run(
+            [folder / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        (Path(purelib) / "outer-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     bundled = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))
     assert bundled, "ensurepip bundles no pip wheel"
     install = ["-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--ignore-installed", bundled[-1]]
