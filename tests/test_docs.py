@@ -9,9 +9,13 @@ block that the line before it marks ``<!-- not run: why -->``:
   (``HTTP/1.1 STATUS``, headers, a blank line, the body): the request is sent, in order, to a fresh server, and
   the response must have the documented status and the documented fields (for JSON, the same keys; for text,
   the metrics its ``# HELP`` lines name). ``$BANDITGATE_API_KEY`` in a header is the server's admin key;
-- ``bash``: each block runs in ``bash -e`` in one fresh directory next to that server (``./banditgate.db`` is its
-  ledger, ``BANDITGATE_URL`` its address, ``BANDITGATE_API_KEY`` its key), with ``banditgate`` and ``python``
-  this checkout's code and interpreter.
+- ``bash``: the blocks run in order, each in ``bash -e -o pipefail``, in one fresh directory next to a fresh
+  server (``./banditgate.db`` is its ledger, ``BANDITGATE_URL`` its address, ``BANDITGATE_API_KEY`` its key),
+  with ``banditgate`` and ``python`` this checkout's code and interpreter, and what a block exports carried to
+  the next, as in one terminal. A block that runs ``createdb`` runs on the suite's PostgreSQL server instead,
+  which ``PGHOST``, ``PGPORT``, ``PGUSER`` and ``PGPASSWORD`` name as they would for a user of ``psql``; a
+  ``banditgate serve`` line there starts the server in the background (on a free port: ``--port`` is added)
+  and the block goes on once it answers ``/healthz``.
 
 The reference pages are checked against the code: the routes of ``api.md`` against the app's OpenAPI
 document, the commands and options of ``cli.md`` against the ``banditgate`` command tree, and the settings
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -30,16 +35,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
+import psycopg
 import pytest
 import typer
 
 from banditgate.service.app import create_app
 from banditgate.service.cli import app as cli_app
 from banditgate.service.settings import GateSettings, PolicySettings, Settings
-from tests.support.server import LiveServer
-from tests.test_readme import _environment
+from tests.support import postgres
+from tests.support.server import LiveServer, free_port
+from tests.test_readme import Shell, _environment
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -267,7 +275,50 @@ def check_exchange(client: httpx.Client, block: Block, request: Message, expecte
             assert f"# HELP {name} " in response.text, f"{block}: {request.start} has no {name}"
 
 
-def test_http_and_shell_examples_run_against_a_server(tmp_path: Path) -> None:
+def test_http_examples_run_against_a_server(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'banditgate.db'}",
+        api_key=API_KEY,
+        artifact_dir=tmp_path / "artifacts",
+        decision_process=False,
+    )
+    exchanges = [exchange for page in PAGES for exchange in http_exchanges(page)]
+    assert exchanges, "api.md shows requests"
+    with LiveServer(settings) as server, server.client() as client:
+        for exchange in exchanges:
+            check_exchange(client, *exchange)
+
+
+_CREATEDB = re.compile(r"^createdb\b", re.MULTILINE)
+_SERVE = re.compile(r"^banditgate serve\b.*$", re.MULTILINE)
+
+
+def run_bash_block(shell: Shell, block: Block, serve_port: int | None, log: Path) -> None:
+    """Run ``block`` in ``shell``; a ``banditgate serve`` line starts the server on ``serve_port`` in the background.
+
+    The server keeps running after the block (``shell.stop_server()`` stops it).
+    """
+    position = 0
+    for serve in _SERVE.finditer(block.text):
+        assert serve_port is not None, f"{block}: this test does not start a server of its own"
+        _run_script(shell, block, block.text[position : serve.start()])
+        shell.start_server(serve.group(0), serve_port, log)
+        position = serve.end()
+    _run_script(shell, block, block.text[position:])
+
+
+def _run_script(shell: Shell, block: Block, script: str) -> None:
+    if not script.strip():
+        return
+    result = shell.run(f"set -e -o pipefail\n{script}", timeout=900)
+    assert result.returncode == 0, f"{block} exited {result.returncode}:\n{(result.stdout + result.stderr)[-5000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # three simulated weeks, two retrainings and a gate evaluation on a loaded machine
+def test_shell_examples_run_against_a_server(tmp_path: Path) -> None:
+    blocks = [b for b in all_blocks("bash") if not _CREATEDB.search(b.text)]
+    assert blocks, "the pages show commands"
     folder = tmp_path / "examples"
     (folder / "artifacts").mkdir(parents=True)
     settings = Settings(
@@ -276,30 +327,62 @@ def test_http_and_shell_examples_run_against_a_server(tmp_path: Path) -> None:
         artifact_dir=folder / "artifacts",
         decision_process=False,
     )
-    exchanges = [exchange for page in PAGES for exchange in http_exchanges(page)]
-    assert exchanges, "api.md shows requests"
-    with LiveServer(settings) as server, server.client() as client:
-        for exchange in exchanges:
-            check_exchange(client, *exchange)
+    with LiveServer(settings) as server:
         env = _environment(tmp_path / "bin", server.port)
         env.update(
             BANDITGATE_API_KEY=API_KEY,
             BANDITGATE_DATABASE_URL=settings.database_url,
             BANDITGATE_ARTIFACT_DIR=str(settings.artifact_dir),
         )
-        for block in all_blocks("bash"):
-            result = subprocess.run(
-                ["bash", "-e", "-o", "pipefail", "-c", block.text],
-                cwd=folder,
-                env=env,
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
-                timeout=300,
-            )
-            assert result.returncode == 0, (
-                f"{block} exited {result.returncode}:\n{(result.stdout + result.stderr)[-5000:]}"
-            )
+        shell = Shell(folder, env)
+        for block in blocks:
+            run_bash_block(shell, block, None, tmp_path / "server.log")
+        # cli.md's loop promoted its candidate and rolled it back, operations.md's override deployed the next one
+        with server.client() as client:
+            generations = {g["number"]: g for g in client.get("/v1/policies/default/generations").json()}
+        assert generations[1]["status"] == "retired" and generations[1]["promoted_by"] is not None, generations[1]
+        assert generations[2]["status"] == "deployed", generations[2]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(900)  # the workers start on a loaded machine
+def test_postgresql_examples_run_on_the_suites_server(postgres_admin_url: str, tmp_path: Path) -> None:
+    blocks = [b for b in all_blocks("bash") if _CREATEDB.search(b.text)]
+    assert blocks, "operations.md shows how to run with PostgreSQL"
+    admin = urlsplit(postgres_admin_url)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+        if connection.execute("SELECT 1 FROM pg_database WHERE datname = 'banditgate'").fetchone():
+            pytest.skip("the PostgreSQL server has a database named banditgate already, which this test leaves alone")
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    port = free_port()
+    env = _environment(tmp_path / "bin", port)
+    env.update(
+        PGHOST=admin.hostname or "127.0.0.1",
+        PGPORT=str(admin.port or 5432),
+        PGUSER=unquote(admin.username or ""),
+        PGPASSWORD=unquote(admin.password or ""),
+        BANDITGATE_API_KEY=API_KEY,
+    )
+    if shutil.which("createdb", path=env["PATH"]) is None and postgres.server_bin_dir() is not None:
+        env["PATH"] += os.pathsep + str(postgres.server_bin_dir())  # the client programs next to the server's
+    shell = Shell(folder, env)
+    try:
+        for block in blocks:
+            run_bash_block(shell, block, port, tmp_path / "server.log")
+        assert shell.server is not None, "operations.md starts no server on PostgreSQL"
+        response = httpx.get(f"http://127.0.0.1:{port}/v1/policies", timeout=30)
+        assert response.status_code == 200 and "default" in response.text, response.text
+        shell.stop_server()
+        database = postgres_admin_url.rsplit("/", 1)[0] + "/banditgate"
+        with psycopg.connect(database) as connection:  # the ledger is the database the page created
+            tables = {row[0] for row in connection.execute("SELECT tablename FROM pg_tables")}
+        assert {"decisions", "alembic_version"} <= tables, tables
+    finally:
+        shell.stop_server()
+        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+            connection.execute("DROP DATABASE IF EXISTS banditgate WITH (FORCE)")
 
 
 def _section(text: str, heading: str) -> str:

@@ -1,11 +1,18 @@
-"""The README's walk-through, run as written.
+"""The README's walk-through, run as written, from a fresh clone.
 
-Every command of the README's ```bash blocks runs in order, verbatim, in one fresh directory (so on a fresh
-SQLite ledger, ``./banditgate.db``), in ``bash``, with the environment that the commands before it exported
-(the README's generated ``BANDITGATE_API_KEY``). The server is started as the README says (``banditgate serve &``
-after that export), on a free port instead of 8000: the curl examples get that port in place of
-``localhost:8000`` and the commands that talk to the service find it in ``BANDITGATE_URL``. ``banditgate`` and
-``python`` are this checkout's code and interpreter.
+The test clones this checkout's repository into a temporary folder (its committed ``HEAD``, then the working
+tree's tracked files over it, so that a change being made to the README or the code is what runs; untracked
+files are left out, as a commit would leave them out), creates a virtual environment there with
+``--system-site-packages`` and puts it first on ``PATH``, as a user who activated it would have. Every command
+of the README's ```bash blocks then runs in order, verbatim, in the clone's folder (so on a fresh SQLite
+ledger, ``./banditgate.db``), in ``bash``, with the environment that the commands before it exported (the
+README's generated ``BANDITGATE_API_KEY``), starting with ``pip install -e .``: after it, ``banditgate`` and
+``python`` must be the clone's code in the virtual environment. Nothing is downloaded: pip finds every
+dependency installed already (``PIP_NO_INDEX``) and builds the package with the installed setuptools
+(``PIP_NO_BUILD_ISOLATION``), environment variables that leave the commands as the README writes them. The
+server is started as the README says (``banditgate serve &`` after that export), on a free port instead of
+8000: the curl examples get that port in place of ``localhost:8000`` and the commands that talk to the service
+find it in ``BANDITGATE_URL``.
 
 Each command must exit 0, except those in :data:`EXPECTED`, whose status and output the README documents;
 :data:`SKIPPED` lists the commands not run, each with its reason. An entry of either that no longer matches a
@@ -15,11 +22,14 @@ walk-through has to be looked at here too.
 
 from __future__ import annotations
 
+import ensurepip
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
+import site
 import subprocess
 import sys
 import time
@@ -36,9 +46,10 @@ README = ROOT / "README.md"
 
 #: Commands not run, and why.
 SKIPPED = {
-    "pip install -e .": "the package under test is installed already (and this checkout comes first on PYTHONPATH)",
     "scripts/test": "it runs this test suite",
 }
+#: The command that installs the clone into the virtual environment.
+INSTALL = "pip install -e ."
 #: The command that starts the service in the background (run with ``--port`` on a free port).
 SERVE = "banditgate serve &"
 
@@ -193,6 +204,73 @@ def _environment(bin_dir: Path, port: int) -> dict[str, str]:
     return env
 
 
+def _git(*args: str | Path, cwd: Path) -> str:
+    return subprocess.run(["git", *map(str, args)], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def fresh_clone(destination: Path) -> Path:
+    """A clone of this checkout's repository in ``destination``: its ``HEAD``, with the working tree's tracked files.
+
+    The working tree's version of every tracked file that differs from ``HEAD`` (edited, staged or deleted) is
+    put over the clone, so that what runs is what this checkout holds; untracked files are not copied.
+    """
+    _git("clone", "--quiet", "--no-checkout", ROOT, destination, cwd=ROOT.parent)
+    _git("fetch", "--quiet", ROOT, "HEAD", cwd=destination)  # HEAD may be a commit no branch names
+    _git("checkout", "--quiet", "--detach", "FETCH_HEAD", cwd=destination)
+    for name in _git("diff", "--name-only", "-z", "HEAD", cwd=ROOT).split("\0"):
+        if not name:
+            continue
+        source, target = ROOT / name, destination / name
+        if source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+        else:
+            target.unlink(missing_ok=True)
+    return destination
+
+
+def virtual_environment(folder: Path) -> Path:
+    """A virtual environment in ``folder`` that sees this interpreter's packages, with pip and no setuptools of its own.
+
+    ``venv`` would also give it the setuptools that ``ensurepip`` bundles, which is too old to build a wheel
+    without the ``wheel`` package; without it, building the package uses the installed setuptools (part of the
+    test extra), as pip's build isolation would use a fresh one on a machine that can download it.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", folder], check=True)
+    if sys.prefix != sys.base_prefix:
+        # this interpreter runs in a virtual environment itself, whose packages the new one's "system" ones are not
+        purelib = subprocess.run(
+            [folder / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        (Path(purelib) / "outer-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    bundled = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))
+    assert bundled, "ensurepip bundles no pip wheel"
+    install = ["-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--ignore-installed", bundled[-1]]
+    subprocess.run([folder / "bin" / "python", *install], check=True, capture_output=True)
+    return folder
+
+
+def _venv_environment(venv: Path, port: int) -> dict[str, str]:
+    """The caller's environment without any ``BANDITGATE_*`` or ``PYTHON*`` setting, ``venv`` activated, offline pip,
+    the server's URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BANDITGATE_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(
+        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        VIRTUAL_ENV=str(venv),
+        # nothing is downloaded: dependencies and build tools are the ones installed. pip reads a "no-" option's
+        # variable as the option's value, so PIP_NO_BUILD_ISOLATION=0 turns build isolation off
+        PIP_NO_INDEX="1",
+        PIP_NO_BUILD_ISOLATION="0",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        BANDITGATE_URL=f"http://127.0.0.1:{port}",
+        COLUMNS="160",
+    )
+    return env
+
+
 def test_readme_command_parsing_follows_quotes_and_continuations() -> None:
     commands = readme_commands(README.read_text())
     decision = next(c for c in commands if c.startswith("curl -s localhost:8000/v1/decisions "))
@@ -202,20 +280,23 @@ def test_readme_command_parsing_follows_quotes_and_continuations() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)  # the walk-through, and the demo's five minutes before it
-def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
+def test_readme_walkthrough_runs_as_written_from_a_fresh_clone(tmp_path: Path) -> None:
     commands = readme_commands(README.read_text())
     known = {_words(c) for c in commands}
-    stale = [c for c in [*SKIPPED, SERVE, *EXPECTED] if _words(c) not in known]
+    stale = [c for c in [*SKIPPED, INSTALL, SERVE, *EXPECTED] if _words(c) not in known]
     assert not stale, f"no longer in the README's bash blocks, update this test: {stale}"
     background = [c for c in commands if c.rstrip().endswith("&") and _words(c) != _words(SERVE)]
     assert not background, f"background commands this test does not know how to run: {background}"
+    assert _words(commands[0]) == _words(INSTALL), f"the README starts with {commands[0]!r}, not the installation"
     skipped = {_words(c) for c in SKIPPED}
     expected = {_words(c): e for c, e in EXPECTED.items()}
 
-    folder = tmp_path / "walkthrough"
-    folder.mkdir()
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: there is nothing to clone")
+    clone = fresh_clone(tmp_path / "banditgate")
+    venv = virtual_environment(tmp_path / "venv")
     port = free_port()
-    shell = Shell(folder, _environment(tmp_path / "bin", port))
+    shell = Shell(clone, _venv_environment(venv, port))
     try:
         for command in commands:
             words = _words(command)
@@ -233,8 +314,21 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
                 f"{command}\nexited {result.returncode}, the README expects {outcome.status}:\n{output[-5000:]}"
             )
             assert outcome.output in output, f"{command}\nprinted no {outcome.output!r}:\n{output[-5000:]}"
+            if words == _words(INSTALL):
+                _assert_the_clone_is_installed(shell, clone, venv)
             if words[:2] == ("banditgate", "gate") and "--json" in words:
                 assert json.loads(result.stdout)["level"] == "SUFFICIENT"
     finally:
         shell.stop_server()
     assert shell.server is not None, "the README never starts the server"
+
+
+def _assert_the_clone_is_installed(shell: Shell, clone: Path, venv: Path) -> None:
+    """``python`` and ``banditgate`` in ``shell`` are the virtual environment's, running the clone's code."""
+    result = shell.run(
+        'command -v python banditgate && python -c "import banditgate; print(banditgate.__file__)"', timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    python, banditgate, module = result.stdout.split()
+    assert Path(python).parent == Path(banditgate).parent == venv / "bin", result.stdout
+    assert Path(module) == clone / "banditgate" / "__init__.py", f"banditgate is imported from {module}"

@@ -23,7 +23,8 @@ import psycopg
 URL_ENV = "BANDITGATE_TEST_POSTGRES_URL"
 
 
-def _bin_dir() -> Path | None:
+def server_bin_dir() -> Path | None:
+    """The folder of the PostgreSQL server binaries (its client programs are there too), or None."""
     pg_ctl = shutil.which("pg_ctl")
     if pg_ctl:
         return Path(os.path.realpath(pg_ctl)).parent
@@ -47,7 +48,7 @@ def available() -> str | None:
     """Why PostgreSQL tests cannot run here, or None when they can."""
     if os.environ.get(URL_ENV):
         return None
-    if _bin_dir() is None:
+    if server_bin_dir() is None:
         return "no PostgreSQL binaries (install the postgresql package, or set BANDITGATE_TEST_POSTGRES_URL)"
     return None
 
@@ -58,7 +59,7 @@ def postgres_server() -> Iterator[str]:
     if os.environ.get(URL_ENV):
         yield os.environ[URL_ENV]
         return
-    bin_dir = _bin_dir()
+    bin_dir = server_bin_dir()
     assert bin_dir is not None, available()
     as_postgres = os.geteuid() == 0
     root = Path(tempfile.mkdtemp(prefix="banditgate-pg-"))
