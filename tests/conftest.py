@@ -19,6 +19,14 @@ from tests.support.server import LiveServer
 API_KEY = "test-admin-key-0123456789"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files that hold slow tests first (each file's tests kept together and in order, so module fixtures are
+    made once), so that with several workers (scripts/test runs two) the longest tests start early instead of
+    leaving one worker busy at the end while the other waits."""
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> Iterator[str]:
     reason = postgres.available()

@@ -20,6 +20,9 @@ from banditgate.service.cli import app
 from banditgate.service.commands.exits import EXIT_USAGE
 from banditgate.service.demo_report import SECTIONS
 
+#: One worker runs them all, so that the shared demo run is made once (scripts/test runs two workers).
+pytestmark = pytest.mark.xdist_group("demo_cli")
+
 runner = CliRunner()
 SMALL = ["--days", "14", "--decisions-per-day", "110", "--seed", "3"]
 
