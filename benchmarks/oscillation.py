@@ -129,6 +129,7 @@ def configurations(
         "trust region 0.1": {**world, "floor": floor, "options": {**base, "trust_region": 0.1}},
         "prior correction": {**world, "floor": floor, "options": {**base, "prior_correction": True}},
         "importance weighting": {**world, "floor": floor, "options": {**base, "importance_weighting": True}},
+        "recalibration": {**world, "floor": floor, "options": {**base, "calibration": "isotonic"}},
     }
 
 
