@@ -38,9 +38,9 @@ What is compared
     Each mitigation changes one thing of the setting: ``pooled`` (the logs of every generation of the last 30
     days, each row with its own propensity), ``floor 0.05``, ``trust region 0.1``
     (:func:`banditgate.pipelines.retrain.trust_region_gamma`), ``prior correction`` (class-balanced training,
-    odds corrected back), ``importance weighting`` (``1 / propensity`` clipped at 20). Recalibration of the
-    oracle is not an option of ``banditgate retrain`` (``prior correction`` is the one probability correction
-    available), so it is not in the table.
+    odds corrected back), ``importance weighting`` (``1 / propensity`` clipped at 20), ``recalibration``
+    (isotonic regression of the reward on the oracle's score, fitted on the retrain's held-out rows:
+    ``calibration="isotonic"``).
 
     The decline is measured on the learned generations 1..N: ``first`` is generation 1's lift (trained on
     uniform logs, the one supervised learning is sound for), ``late`` the mean lift of the last half of the
@@ -129,6 +129,7 @@ def configurations(
         "trust region 0.1": {**world, "floor": floor, "options": {**base, "trust_region": 0.1}},
         "prior correction": {**world, "floor": floor, "options": {**base, "prior_correction": True}},
         "importance weighting": {**world, "floor": floor, "options": {**base, "importance_weighting": True}},
+        "recalibration": {**world, "floor": floor, "options": {**base, "calibration": "isotonic"}},
     }
 
 

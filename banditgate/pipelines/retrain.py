@@ -42,7 +42,8 @@ from banditgate.pipelines.exploration_choice import (
 from banditgate.pipelines.training_set import TrainingSet, load_training_set
 from banditgate.policies.actions import Action
 from banditgate.policies.exploration import ExplorationRule, make_rule
-from banditgate.policies.oracles import make_oracle
+from banditgate.policies.oracles import make_oracle, oracle_class
+from banditgate.policies.oracles.calibration import Calibration, check_calibration
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,11 @@ class RetrainOptions:
     prior_correction
         Balance the classes while training (rare outcomes get as much weight as common ones), then correct
         the predicted odds back to the training prior, so scores stay calibrated probabilities.
+    calibration
+        ``none`` (default) or ``isotonic``: after training, fit an isotonic map from the oracle's score for the
+        chosen action to the observed reward on the held-out rows (never the training rows) and serve the
+        mapped scores (see :mod:`~banditgate.policies.oracles.calibration`); rewards must lie in [0, 1]. The
+        choice of gamma and the OPE report score with the calibrated oracle, on the same held-out rows.
     floor_schedule, ess_target
         The new generation's probability floor: ``evidence`` (default) sets the smallest floor that keeps an
         effective sample size of about ``ess_target`` for evaluating uniform random over the decisions of one
@@ -118,6 +124,7 @@ class RetrainOptions:
     importance_weighting: bool = False
     weight_clip: float = 20.0
     prior_correction: bool = False
+    calibration: Calibration = "none"
     floor_schedule: FloorSchedule = "evidence"
     ess_target: float = 1_000.0
     gamma_schedule: GammaSchedule = "ope"
@@ -140,6 +147,7 @@ class RetrainOptions:
             raise ValueError("holdout_fraction must be in (0, 1)")
         if self.weight_clip < 1.0:
             raise ValueError("weight_clip must be at least 1")
+        check_calibration(self.calibration)
         if self.gamma_schedule not in ("ope", "fixed", "sqrt", "budget"):
             raise ValueError(f"unknown gamma schedule {self.gamma_schedule!r}: ope, fixed, sqrt or budget")
         if self.floor_schedule not in ("evidence", "policy"):
@@ -311,6 +319,8 @@ def retrain(
             raise ValueError(
                 f"{policy}: the trust region tunes SquareCB's gamma; this policy explores with {config.exploration}"
             )
+        if options.calibration != "none" and not hasattr(oracle_class(config.oracle), "calibrate"):
+            raise ValueError(f"{options.calibration} calibration is not available for the {config.oracle} oracle")
         deployed = registry.get_generation(session, policy, config.deployed_generation)
         assert deployed is not None
         generations = None if options.pool_generations else [deployed.number]
@@ -346,6 +356,9 @@ def retrain(
         training.rewards[train_rows],
         sample_weight=sample_weights(training, train_rows, options),
     )
+    if options.calibration != "none":
+        # Fitted on the held-out rows only: on the training rows the model's scores are optimistic.
+        oracle.calibrate(training.frame.iloc[held_out_rows].reset_index(drop=True), training.rewards[held_out_rows])
     eval_rows = held_out_rows[-options.max_eval_rows :]
     deployed_policy = evaluated_generation("deployed", config, deployed, artifact_dir)
     rule, exploration_params, choice, trust_region = _exploration(
@@ -356,6 +369,8 @@ def retrain(
     ope_report["deployed_generation"] = deployed.number
     ope_report["exploration"] = choice.to_dict()
     ope_report["feature_importance"] = oracle.feature_importance().to_dict()
+    calibration = getattr(oracle, "calibration_", None)
+    ope_report["calibration"] = calibration.describe() if calibration is not None else {"method": "none"}
     artifact = oracle.to_bytes()
     with sessions() as session, session.begin():
         number = (max(g.number for g in registry.list_generations(session, policy)) or 0) + 1
@@ -524,6 +539,7 @@ def _describe(options: RetrainOptions) -> dict[str, Any]:
         "importance_weighting": options.importance_weighting,
         "weight_clip": options.weight_clip,
         "prior_correction": options.prior_correction,
+        "calibration": options.calibration,
         "floor_schedule": options.floor_schedule,
         "ess_target": options.ess_target,
         "gamma_schedule": options.gamma_schedule,

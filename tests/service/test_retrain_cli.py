@@ -65,6 +65,26 @@ def test_refusals_exit_non_zero_with_a_reason(environment: dict[str, str], argum
     assert message in result.output
 
 
+@pytest.mark.parametrize("value", ["platt", "ISOTONIC", "sklearn.isotonic.IsotonicRegression"])
+def test_an_unknown_calibration_is_a_usage_error(environment: dict[str, str], value: str) -> None:
+    result = runner.invoke(app, ["retrain", "--calibration", value], env=environment)
+    assert result.exit_code == 64, result.output
+    assert "unknown calibration" in result.output and "none or isotonic" in result.output
+
+
+def test_isotonic_calibration_is_recorded_and_reported(environment: dict[str, str]) -> None:
+    arguments = ["retrain", "--as-of", (WORLD.epoch + timedelta(days=3)).isoformat(), "--calibration", "isotonic"]
+    result = runner.invoke(app, [*arguments, "--json"], env=environment)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["row_counts"]["options"]["calibration"] == "isotonic"
+    calibration = summary["ope_report"]["calibration"]
+    assert calibration["method"] == "isotonic" and calibration["rows"] == summary["row_counts"]["held_out"]
+    table = runner.invoke(app, arguments, env=environment)
+    assert table.exit_code == 0, table.output
+    assert "calibration isotonic: " in table.stdout and "held-out decisions" in table.stdout
+
+
 def test_a_trust_region_caps_the_distance_to_the_deployed_generation(environment: dict[str, str]) -> None:
     as_of = WORLD.epoch + timedelta(days=3)
     arguments = ["retrain", "--as-of", as_of.isoformat(), "--trust-region", "0.04"]

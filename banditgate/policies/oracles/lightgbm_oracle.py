@@ -12,6 +12,7 @@ import numpy as np
 
 from banditgate.policies.actions import Action, Features
 from banditgate.policies.oracles.base import FeatureImportance, RewardOracle, validate_training_input
+from banditgate.policies.oracles.calibration import IsotonicCalibration
 from banditgate.policies.oracles.features import FeatureSpace, features_to_json, parse_features
 from banditgate.policies.oracles.params import Param
 
@@ -83,6 +84,13 @@ class LightGBMOracle(RewardOracle):
         :func:`~banditgate.policies.oracles.features.parse_features`); undeclared keys are treated
         automatically. Retraining sets it from the policy's ``features``.
 
+    Attributes
+    ----------
+    calibration_
+        An :class:`~banditgate.policies.oracles.calibration.IsotonicCalibration` applied to every score after
+        the odds correction, or None (the default). Retraining fits it on held-out rows (``calibration``
+        option) and it is stored in the artifact, so serving and replays apply the same map.
+
     Examples
     --------
     >>> import numpy as np
@@ -99,6 +107,7 @@ class LightGBMOracle(RewardOracle):
 
     kind = "lightgbm"
     libraries = ("lightgbm", "pandas", "banditgate.policies.oracles.features")
+    calibration_: IsotonicCalibration | None = None
 
     def __init__(
         self,
@@ -202,21 +211,29 @@ class LightGBMOracle(RewardOracle):
         )
         return self._corrected(out)
 
+    def calibrate(self, frame: pd.DataFrame, rewards: np.ndarray) -> Self:
+        """Fit :attr:`calibration_` on rows the model was not trained on: their raw scores against ``rewards``."""
+        self._check_fitted()
+        self.calibration_ = None
+        self.calibration_ = IsotonicCalibration.fit(self.predict_frame(frame), rewards)
+        return self
+
     def _corrected(self, p: np.ndarray) -> np.ndarray:
-        if self.odds_multiplier == 1.0:
-            return p
-        odds = p * self.odds_multiplier
-        return odds / (odds + 1.0 - p)
+        if self.odds_multiplier != 1.0:
+            odds = p * self.odds_multiplier
+            p = odds / (odds + 1.0 - p)
+        return p if self.calibration_ is None else self.calibration_.apply(p)
 
     def _payload(self) -> bytes:
         self._check_fitted()
-        return json.dumps(
-            {
-                "hyperparameters": self.hyperparameters(),
-                "space": self.space_.to_dict(),
-                "booster": self.booster_.model_to_string(),
-            }
-        ).encode()
+        data = {
+            "hyperparameters": self.hyperparameters(),
+            "space": self.space_.to_dict(),
+            "booster": self.booster_.model_to_string(),
+        }
+        if self.calibration_ is not None:  # absent otherwise: an uncalibrated artifact is what it always was
+            data["calibration"] = self.calibration_.to_dict()
+        return json.dumps(data).encode()
 
     @classmethod
     def _from_payload(cls, payload: bytes) -> Self:
@@ -224,6 +241,8 @@ class LightGBMOracle(RewardOracle):
         oracle = cls(**data["hyperparameters"])
         oracle.space_ = FeatureSpace.from_dict(data["space"])
         oracle.booster_ = _lightgbm().Booster(model_str=data["booster"])
+        if "calibration" in data:
+            oracle.calibration_ = IsotonicCalibration.from_dict(data["calibration"])
         return oracle
 
 

@@ -56,6 +56,13 @@ def retrain_command(
     prior_correction: Annotated[
         bool, typer.Option(help="balance classes in training and correct the odds back (rare outcomes)")
     ] = False,
+    calibration: Annotated[
+        str,
+        typer.Option(
+            help="recalibrate the oracle's scores on the held-out rows: none | isotonic (a monotone map from score "
+            "to observed reward, stored with the artifact; LightGBM oracle, rewards in [0, 1])"
+        ),
+    ] = "none",
     floor_schedule: Annotated[
         str,
         typer.Option(
@@ -122,6 +129,7 @@ def retrain_command(
             importance_weighting=importance_weighting,
             weight_clip=weight_clip,
             prior_correction=prior_correction,
+            calibration=calibration,  # type: ignore[arg-type]
             floor_schedule=floor_schedule,  # type: ignore[arg-type]
             ess_target=ess_target,
             gamma_schedule=gamma_schedule,  # type: ignore[arg-type]
@@ -287,6 +295,12 @@ def _report(result: RetrainResult, json_output: bool) -> None:
     console.print(table)
     _print_exploration(console, result.ope_report.get("exploration"))
     _print_importance(console, result.ope_report.get("feature_importance"))
+    calibration = result.ope_report.get("calibration")
+    if calibration is not None and calibration["method"] != "none":
+        console.print(
+            f"calibration {calibration['method']}: {calibration['thresholds']:,} thresholds fitted on "
+            f"{calibration['rows']:,} held-out decisions"
+        )
     trust = generation.row_counts.get("trust_region")
     if trust is not None:
         console.print(
