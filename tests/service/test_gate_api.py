@@ -10,8 +10,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -21,8 +23,11 @@ from typer.testing import CliRunner
 from banditgate.ledger.models import GateEvaluation
 from banditgate.monitoring import gate
 from banditgate.monitoring.gate import CONCEPT_DRIFT_LIMIT
+from banditgate.monitoring.proxies.feature_drift import FeatureDrift, feature_drift_proxies
 from banditgate.pipelines.retrain import RetrainOptions, retrain
+from banditgate.service import gate_worker
 from banditgate.service.cli import app as cli
+from banditgate.service.gate_worker import GateJob
 from banditgate.service.runtime import prepare_ledger
 from banditgate.service.settings import Settings
 from banditgate.simulator import PaymentWorld
@@ -143,6 +148,32 @@ def test_a_gate_evaluation_is_computed_by_a_worker_process_and_served_as_stored(
     assert [r.status_code for r in missing] == [404, 404]
     unstored = compute(evidence_server, as_of=NOW.isoformat(), store=False)
     assert "evaluation_id" not in unstored and stored_evaluations(evidence_server) == 1
+
+
+def test_the_worker_runs_the_drift_tests_without_evidently_s_report(
+    evidence_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker sends back only the JSON report: the HTML report's evidently Report (a plotly figure per
+    column, most of the evaluation on a small ledger) would be built and thrown away."""
+    asked = []
+
+    def drift(*args: object, **kwargs: Any) -> FeatureDrift:
+        asked.append(kwargs.get("report", True))
+        return feature_drift_proxies(*args, **kwargs)
+
+    monkeypatch.setattr(gate, "feature_drift_proxies", drift)
+    settings = evidence_server.settings
+    job = GateJob("default", 1, settings.gate_for("default").model_dump(mode="json"), as_of=NOW.isoformat())
+    payload = {
+        "database_url": settings.database_url,
+        "sqlite_synchronous": settings.sqlite_synchronous,
+        "artifact_dir": str(settings.artifact_dir),
+        "job": asdict(job),
+    }
+    report = gate_worker.run_job(payload)["report"]
+    assert asked == [False]
+    assert report["level"] == "SUFFICIENT" and report["evaluation_id"] == 1
+    assert "drifted_columns_share" in json.dumps(report)  # the drift tests ran
 
 
 def test_the_cli_gives_the_same_report_and_its_level_as_exit_status(evidence_server: LiveServer, monkeypatch) -> None:
