@@ -218,10 +218,15 @@ def _main() -> None:
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    sys.stdout.write(json.dumps(run_job(json.load(sys.stdin)), default=str))
+
+
+def run_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """The worker's work on a ``payload`` of :meth:`GateWorker._spawn`: ``{"report": ...}`` or ``{"error",
+    "message"}``."""
     from banditgate.ledger.db import make_engine, make_sessionmaker
     from banditgate.service.settings import GateSettings
 
-    payload = json.load(sys.stdin)
     job = GateJob(**payload["job"])
     engine = make_engine(payload["database_url"], sqlite_synchronous=payload["sqlite_synchronous"])
     try:
@@ -235,6 +240,7 @@ def _main() -> None:
             as_of=None if job.as_of is None else datetime.fromisoformat(job.as_of),
             what_if=job.what_if,
             store=job.store,
+            drift_report=False,  # only the JSON report goes back: evidently's report would be built for nothing
         )
         outcome: dict[str, Any] = {"report": result.report}
     except (UnknownPolicy, UnknownGeneration) as exc:
@@ -246,7 +252,7 @@ def _main() -> None:
         outcome = {"error": "failed", "message": f"the gate evaluation failed: {type(exc).__name__}: {exc}"}
     finally:
         engine.dispose()
-    sys.stdout.write(json.dumps(outcome, default=str))
+    return outcome
 
 
 if __name__ == "__main__":

@@ -9,24 +9,32 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from banditgate.ledger.models import GateEvaluation
 from banditgate.monitoring import gate
 from banditgate.monitoring.gate import CONCEPT_DRIFT_LIMIT
+from banditgate.monitoring.proxies.feature_drift import FeatureDrift, feature_drift_proxies
 from banditgate.pipelines.retrain import RetrainOptions, retrain
+from banditgate.service import gate_worker
 from banditgate.service.cli import app as cli
+from banditgate.service.gate_worker import GateJob
 from banditgate.service.runtime import prepare_ledger
 from banditgate.service.settings import Settings
 from banditgate.simulator import PaymentWorld
 from tests.conftest import API_KEY
 from tests.support.ledger_fill import fill
 from tests.support.server import LiveServer
+from tests.support.templates import Build, LedgerTemplates
 
 ADMIN = {"X-API-Key": API_KEY, "X-Actor": "carol"}
 GATE = "/v1/policies/default/generations/{}/gate"
@@ -37,21 +45,48 @@ FUTURE = (NOW + timedelta(days=7)).isoformat()
 runner = CliRunner()
 
 
-def with_evidence(server: LiveServer) -> None:
+def with_evidence(sessions: sessionmaker[Session], artifacts: Path) -> None:
     """12 days of simulated traffic, and generation 1 trained on the first 8 (a candidate)."""
-    artifacts = server.settings.artifact_dir
-    fill(server.runtime.sessions, artifacts, WORLD, start=WORLD.epoch, days=12, per_day=250, seed=5)
+    fill(sessions, artifacts, WORLD, start=WORLD.epoch, days=12, per_day=250, seed=5)
     options = RetrainOptions(as_of=WORLD.epoch + timedelta(days=8), window=timedelta(days=8))
-    retrain(server.runtime.sessions, artifacts, "default", options)
+    retrain(sessions, artifacts, "default", options)
 
 
-def without_evidence(server: LiveServer) -> None:
+def without_evidence(sessions: sessionmaker[Session], artifacts: Path) -> None:
     """Generation 1 trained on traffic long gone: nothing in the gate's window."""
-    artifacts = server.settings.artifact_dir
     old = PaymentWorld("none", seed=5, epoch=NOW - timedelta(days=200))
-    fill(server.runtime.sessions, artifacts, old, start=old.epoch, days=8, per_day=250, seed=5)
+    fill(sessions, artifacts, old, start=old.epoch, days=8, per_day=250, seed=5)
     options = RetrainOptions(as_of=old.epoch + timedelta(days=8), window=timedelta(days=8))
-    retrain(server.runtime.sessions, artifacts, "default", options)
+    retrain(sessions, artifacts, "default", options)
+
+
+@pytest.fixture(scope="module")
+def ledgers(tmp_path_factory: pytest.TempPathFactory) -> LedgerTemplates:
+    """The ledgers of :func:`with_evidence` and :func:`without_evidence`, filled and trained once per database
+    kind for the whole module: each test serves its own copy (see :mod:`tests.support.templates`)."""
+    return LedgerTemplates(tmp_path_factory.mktemp("gate_ledgers"))
+
+
+def serve_copy(
+    request: pytest.FixtureRequest, ledgers: LedgerTemplates, settings: Settings, build: Build
+) -> Iterator[LiveServer]:
+    admin_url = None if settings.database_url.startswith("sqlite") else request.getfixturevalue("postgres_admin_url")
+    with LiveServer(ledgers.copy(build.__name__, build, settings, admin_url)) as live:
+        yield live
+
+
+@pytest.fixture
+def evidence_server(
+    request: pytest.FixtureRequest, ledgers: LedgerTemplates, settings: Settings
+) -> Iterator[LiveServer]:
+    """A server on a copy of the :func:`with_evidence` ledger."""
+    yield from serve_copy(request, ledgers, settings, with_evidence)
+
+
+@pytest.fixture
+def stale_server(request: pytest.FixtureRequest, ledgers: LedgerTemplates, settings: Settings) -> Iterator[LiveServer]:
+    """A server on a copy of the :func:`without_evidence` ledger."""
+    yield from serve_copy(request, ledgers, settings, without_evidence)
 
 
 def promote(server: LiveServer, **body: object) -> tuple[int, dict]:
@@ -95,38 +130,62 @@ def no_gate_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_gate_evaluation_is_computed_by_a_worker_process_and_served_as_stored(
-    server: LiveServer, no_gate_in_this_process: None
+    evidence_server: LiveServer, no_gate_in_this_process: None
 ) -> None:
-    with_evidence(server)
-    with server.client() as client:
+    with evidence_server.client() as client:
         before = client.get(GATE.format(1))
     assert before.status_code == 404 and "banditgate gate --policy default --generation 1" in before.text
-    report = compute(server, as_of=NOW.isoformat())
+    report = compute(evidence_server, as_of=NOW.isoformat())
     assert (report["policy"], report["generation"], report["as_of"]) == ("default", 1, NOW.isoformat())
     assert report["level"] == "SUFFICIENT" and report["exit_code"] == 0 and report["S"] >= 0.8
     assert CONCEPT_DRIFT_LIMIT in report["limits"]
-    assert report["evaluation_id"] == 1 and stored_evaluations(server) == 1
-    with server.client() as client:
+    assert report["evaluation_id"] == 1 and stored_evaluations(evidence_server) == 1
+    with evidence_server.client() as client:
         latest = client.get(GATE.format(1))
         by_id = client.get(GATE.format(1) + "/1")
         missing = [client.get(GATE.format(1) + "/2"), client.get(GATE.format(0) + "/1")]
     assert latest.status_code == 200 and latest.json() == report and by_id.json() == report
     assert [r.status_code for r in missing] == [404, 404]
-    unstored = compute(server, as_of=NOW.isoformat(), store=False)
-    assert "evaluation_id" not in unstored and stored_evaluations(server) == 1
+    unstored = compute(evidence_server, as_of=NOW.isoformat(), store=False)
+    assert "evaluation_id" not in unstored and stored_evaluations(evidence_server) == 1
 
 
-def test_the_cli_gives_the_same_report_and_its_level_as_exit_status(server: LiveServer, monkeypatch) -> None:
-    with_evidence(server)
-    served = compute(server, as_of=NOW.isoformat(), store=False)
-    monkeypatch.setenv("BANDITGATE_DATABASE_URL", server.settings.database_url)
-    monkeypatch.setenv("BANDITGATE_ARTIFACT_DIR", str(server.settings.artifact_dir))
+def test_the_worker_runs_the_drift_tests_without_evidently_s_report(
+    evidence_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker sends back only the JSON report: the HTML report's evidently Report (a plotly figure per
+    column, most of the evaluation on a small ledger) would be built and thrown away."""
+    asked = []
+
+    def drift(*args: object, **kwargs: Any) -> FeatureDrift:
+        asked.append(kwargs.get("report", True))
+        return feature_drift_proxies(*args, **kwargs)
+
+    monkeypatch.setattr(gate, "feature_drift_proxies", drift)
+    settings = evidence_server.settings
+    job = GateJob("default", 1, settings.gate_for("default").model_dump(mode="json"), as_of=NOW.isoformat())
+    payload = {
+        "database_url": settings.database_url,
+        "sqlite_synchronous": settings.sqlite_synchronous,
+        "artifact_dir": str(settings.artifact_dir),
+        "job": asdict(job),
+    }
+    report = gate_worker.run_job(payload)["report"]
+    assert asked == [False]
+    assert report["level"] == "SUFFICIENT" and report["evaluation_id"] == 1
+    assert "drifted_columns_share" in json.dumps(report)  # the drift tests ran
+
+
+def test_the_cli_gives_the_same_report_and_its_level_as_exit_status(evidence_server: LiveServer, monkeypatch) -> None:
+    served = compute(evidence_server, as_of=NOW.isoformat(), store=False)
+    monkeypatch.setenv("BANDITGATE_DATABASE_URL", evidence_server.settings.database_url)
+    monkeypatch.setenv("BANDITGATE_ARTIFACT_DIR", str(evidence_server.settings.artifact_dir))
     # "candidate": the newest candidate, generation 1 here
     result = runner.invoke(cli, ["gate", "--generation", "candidate", "--as-of", NOW.isoformat(), "--json"])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     assert printed["generation"] == 1
-    assert printed.pop("evaluation_id") == 1 and stored_evaluations(server) == 1
+    assert printed.pop("evaluation_id") == 1 and stored_evaluations(evidence_server) == 1
     assert "for reading only" in result.stderr  # as of a chosen time: no promotion relies on it
     # The worker is another process: sums over categories may run in another order (string hashing differs
     # between processes), which moves the last digits of a few drift distances.
@@ -135,7 +194,7 @@ def test_the_cli_gives_the_same_report_and_its_level_as_exit_status(server: Live
     )
     insufficient = runner.invoke(cli, ["gate", "--generation", "0", "--no-store"])
     assert insufficient.exit_code == 2, insufficient.output
-    assert "INSUFFICIENT" in insufficient.stdout and stored_evaluations(server) == 1
+    assert "INSUFFICIENT" in insufficient.stdout and stored_evaluations(evidence_server) == 1
 
 
 @pytest.mark.parametrize(
@@ -183,10 +242,9 @@ def test_gate_endpoints_refuse_bad_requests(
     assert stored_evaluations(server) == 0
 
 
-def test_computing_or_storing_an_evaluation_needs_the_api_key(server: LiveServer) -> None:
-    """The evidence a promotion relies on is chosen by the admin, not by whoever can reach the server."""
-    with_evidence(server)
-    with server.client() as client:
+def test_computing_or_storing_an_evaluation_needs_the_api_key(evidence_server: LiveServer) -> None:
+    """The evidence a promotion relies on is chosen by the admin, not by whoever can reach the evidence_server."""
+    with evidence_server.client() as client:
         # What used to compute and store an evaluation as of a time and window of the client's choosing.
         chosen = {"store": "true", "as_of": NOW.isoformat(), "window_days": "1"}
         read = client.get(GATE.format(1), params=chosen)
@@ -195,7 +253,7 @@ def test_computing_or_storing_an_evaluation_needs_the_api_key(server: LiveServer
         wrong_key = client.post(GATE.format(1), json={}, headers={"X-API-Key": "not-the-admin-key"})
     assert read.status_code == 404
     assert (unauthenticated.status_code, empty_key.status_code, wrong_key.status_code) == (401, 401, 403)
-    assert stored_evaluations(server) == 0
+    assert stored_evaluations(evidence_server) == 0
 
 
 def test_a_busy_gate_worker_answers_503_with_retry_after(server: LiveServer) -> None:
@@ -217,15 +275,14 @@ def test_a_gate_evaluation_over_its_time_limit_is_stopped(settings) -> None:
 
 
 def test_promotion_without_a_stored_evaluation_is_refused_and_computes_nothing(
-    server: LiveServer, no_gate_in_this_process: None
+    evidence_server: LiveServer, no_gate_in_this_process: None
 ) -> None:
-    with_evidence(server)
-    status, body = promote(server)
+    status, body = promote(evidence_server)
     assert status == 409
     report = body["detail"]["gate_report"]
     assert (report["allowed"], report["evaluation_id"]) == (False, None)
     assert "banditgate gate --policy default --generation 1" in report["message"]
-    assert stored_evaluations(server) == 0
+    assert stored_evaluations(evidence_server) == 0
 
 
 def test_an_as_of_outside_the_supported_range_is_a_usage_error_of_the_cli(server: LiveServer, monkeypatch) -> None:
@@ -238,25 +295,23 @@ def test_an_as_of_outside_the_supported_range_is_a_usage_error_of_the_cli(server
     assert "--as-of '9999-12-31'" in said and "outside the supported range" in said
 
 
-def test_promotion_without_evidence_is_refused_with_the_gate_report(server: LiveServer) -> None:
-    without_evidence(server)
-    assert compute(server)["level"] == "INSUFFICIENT"
-    status, body = promote(server)
+def test_promotion_without_evidence_is_refused_with_the_gate_report(stale_server: LiveServer) -> None:
+    assert compute(stale_server)["level"] == "INSUFFICIENT"
+    status, body = promote(stale_server)
     assert status == 409
     report = body["detail"]["gate_report"]
     assert (report["gate"], report["allowed"], report["level"]) == ("sufficiency", False, "INSUFFICIENT")
     assert report["report"]["dimensions"]["completeness"]["n"] == 0  # no decision in the window
-    assert report["evaluation_id"] == 1 and stored_evaluations(server) == 1
-    with server.client() as client:
+    assert report["evaluation_id"] == 1 and stored_evaluations(stale_server) == 1
+    with stale_server.client() as client:
         assert client.get("/v1/policies/default/generations/1").json()["status"] == "candidate"
         assert [e["action"] for e in client.get("/v1/policies/default/audit").json()] == ["create"]
 
 
-def test_an_override_names_who_why_and_until_when_and_is_recorded(server: LiveServer) -> None:
-    without_evidence(server)
-    compute(server)
+def test_an_override_names_who_why_and_until_when_and_is_recorded(stale_server: LiveServer) -> None:
+    compute(stale_server)
     override = {"by": "risk-officer dana", "reason": "incident INC-42: old model misroutes NL", "until": FUTURE}
-    status, body = promote(server, override=override)
+    status, body = promote(stale_server, override=override)
     assert status == 200, body
     gate = body["audit_event"]["details"]["gate"]
     assert gate["allowed"] and gate["level"] == "INSUFFICIENT"
@@ -265,13 +320,12 @@ def test_an_override_names_who_why_and_until_when_and_is_recorded(server: LiveSe
     assert body["generation"]["gate_report"] == gate and body["generation"]["status"] == "deployed"
 
 
-def test_once_the_override_expires_the_deployed_generation_alerts(server: LiveServer) -> None:
-    without_evidence(server)
+def test_once_the_override_expires_the_deployed_generation_alerts(stale_server: LiveServer) -> None:
     override = {"by": "dana", "reason": "incident", "until": FUTURE}
-    assert promote(server, override=override)[0] == 200
+    assert promote(stale_server, override=override)[0] == 200
     later = (datetime.fromisoformat(FUTURE) + timedelta(days=1)).isoformat()
-    before = compute(server, store=False)
-    after = compute(server, as_of=later, store=False)
+    before = compute(stale_server, store=False)
+    after = compute(stale_server, as_of=later, store=False)
     assert before["override"]["expired"] is False and not [a for a in before["alerts"] if a["kind"] == "override"]
     assert after["override"]["expired"] is True and after["level"] == "INSUFFICIENT"
     assert [a["message"] for a in after["alerts"] if a["kind"] == "override"] == [
@@ -280,10 +334,9 @@ def test_once_the_override_expires_the_deployed_generation_alerts(server: LiveSe
     ]
 
 
-def test_an_expired_override_does_not_count(server: LiveServer) -> None:
-    without_evidence(server)
+def test_an_expired_override_does_not_count(stale_server: LiveServer) -> None:
     past = (NOW - timedelta(hours=1)).isoformat()
-    status, body = promote(server, override={"by": "dana", "reason": "late", "until": past})
+    status, body = promote(stale_server, override={"by": "dana", "reason": "late", "until": past})
     assert status == 409 and "expired" in body["detail"]["gate_report"]["message"]
 
 
@@ -301,21 +354,21 @@ def test_an_incomplete_override_is_refused(server: LiveServer, override: dict, m
     assert status == 422 and message in str(body)
 
 
-def test_sufficient_evidence_promotes_without_override_and_reuses_a_recent_evaluation(server: LiveServer) -> None:
-    with_evidence(server)
-    stored = compute(server)
-    status, body = promote(server)
+def test_sufficient_evidence_promotes_without_override_and_reuses_a_recent_evaluation(
+    evidence_server: LiveServer,
+) -> None:
+    stored = compute(evidence_server)
+    status, body = promote(evidence_server)
     assert status == 200, body
     gate = body["audit_event"]["details"]["gate"]
     assert (gate["level"], gate["evaluation_id"]) == ("SUFFICIENT", stored["evaluation_id"])
-    assert "override" not in gate and stored_evaluations(server) == 1
+    assert "override" not in gate and stored_evaluations(evidence_server) == 1
 
 
-def test_cli_promote_with_an_override(server: LiveServer) -> None:
-    without_evidence(server)
-    compute(server)
+def test_cli_promote_with_an_override(stale_server: LiveServer) -> None:
+    compute(stale_server)
     base = ["promote", "--policy", "default", "--generation", "1", "--reason", "hotfix"]
-    common = ["--url", server.url, "--api-key", API_KEY]
+    common = ["--url", stale_server.url, "--api-key", API_KEY]
     refused = runner.invoke(cli, [*base, *common])
     assert refused.exit_code == 1 and "INSUFFICIENT" in refused.output
     partial = runner.invoke(cli, [*base, "--override-by", "dana", *common])
@@ -329,12 +382,11 @@ def test_cli_promote_with_an_override(server: LiveServer) -> None:
 
 
 def test_a_refused_promotion_prints_the_verdict_and_its_reasons_and_keeps_the_report(
-    server: LiveServer, tmp_path
+    stale_server: LiveServer, tmp_path
 ) -> None:
-    without_evidence(server)
-    compute(server)
+    compute(stale_server)
     base = ["promote", "--policy", "default", "--generation", "1", "--reason", "hotfix"]
-    common = ["--url", server.url, "--api-key", API_KEY]
+    common = ["--url", stale_server.url, "--api-key", API_KEY]
     kept = tmp_path / "gate.json"
     refused = runner.invoke(cli, [*base, *common, "--report", str(kept)])
     assert refused.exit_code == 1 and refused.stdout == ""
@@ -352,15 +404,14 @@ def test_a_refused_promotion_prints_the_verdict_and_its_reasons_and_keeps_the_re
     assert json.loads(as_json.stdout)["detail"]["gate_report"]["report"]["evidence_size"]["decisions"] == 0
 
 
-def test_a_gate_that_cannot_load_a_model_answers_409_and_nothing_is_promoted(server: LiveServer) -> None:
-    with_evidence(server)
-    assert promote(server, override={"by": "dana", "reason": "first model", "until": FUTURE})[0] == 200
+def test_a_gate_that_cannot_load_a_model_answers_409_and_nothing_is_promoted(evidence_server: LiveServer) -> None:
+    assert promote(evidence_server, override={"by": "dana", "reason": "first model", "until": FUTURE})[0] == 200
     options = RetrainOptions(as_of=WORLD.epoch + timedelta(days=10), window=timedelta(days=10))
-    retrain(server.runtime.sessions, server.settings.artifact_dir, "default", options)
+    retrain(evidence_server.runtime.sessions, evidence_server.settings.artifact_dir, "default", options)
     # Generation 1's artifact, which the gate of generation 2 reads for the disagreement proxies.
-    deployed = server.settings.artifact_dir / "default" / "generation-00001.oracle"
+    deployed = evidence_server.settings.artifact_dir / "default" / "generation-00001.oracle"
     deployed.write_bytes(deployed.read_bytes()[:-10])
-    with server.client(timeout=120) as client:
+    with evidence_server.client(timeout=120) as client:
         evaluation = client.post(GATE.format(2), json={}, headers=ADMIN)
         response = client.post("/v1/policies/default/generations/2/promote", json={"reason": "next"}, headers=ADMIN)
         statuses = [g["status"] for g in client.get("/v1/policies/default/generations").json()]
