@@ -140,7 +140,7 @@ def test_decisions_and_rewards_are_published_as_the_client_was_told(kafka_broker
     for decision_id, told in answers.items():
         logged = decisions[decision_id]
         assert logged.action_id == told["action_id"] and logged.propensity == told["propensity"]
-        assert dict(zip([a.id for a in logged.actions], logged.probabilities, strict=True)) == told["probabilities"]
+        assert dict(zip([a["id"] for a in logged.actions], logged.probabilities, strict=True)) == told["probabilities"]
         assert (logged.policy, logged.generation, logged.model_sha256) == (told["policy"], 0, None)
         assert logged.context == BODY["context"]
     rewards = sorted(
