@@ -250,7 +250,7 @@ class BatchingWriter:
                 job.future.set_result(result)
 
 
-def insert_ignoring_duplicates(engine: Engine) -> _PostgreSQLInsert | _SQLiteInsert:
+def insert_ignoring_duplicates(engine: Engine) -> _DecisionInsert:
     """The batch insert of decisions for ``engine``'s dialect that skips ids already logged; its ``run(connection,
     records)`` returns how many rows were new (the batching writer and the joiner share it)."""
     if engine.dialect.name == "sqlite":
@@ -260,7 +260,20 @@ def insert_ignoring_duplicates(engine: Engine) -> _PostgreSQLInsert | _SQLiteIns
     raise ValueError(f"unsupported database {engine.dialect.name!r}: use SQLite or PostgreSQL")
 
 
-class _PostgreSQLInsert:
+class _DecisionInsert:
+    """A dialect's batch insert of decisions that skips ids already logged (see :func:`insert_ignoring_duplicates`)."""
+
+    def run(self, connection: Connection, records: list[DecisionRecord]) -> int:
+        """Insert ``records``; how many were new."""
+        return self.run_rows(connection, [record.as_row() for record in records])
+
+    def run_rows(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
+        """Like ``run``, from the records' :meth:`~banditgate.ledger.records.DecisionRecord.as_row` dicts (the
+        joiner has them without building the records); adds ``logged_at`` to each."""
+        raise NotImplementedError
+
+
+class _PostgreSQLInsert(_DecisionInsert):
     """One ``INSERT .. SELECT FROM jsonb_populate_recordset(..) ON CONFLICT DO NOTHING`` per batch; ``run`` returns
     how many were new.
 
@@ -279,19 +292,14 @@ class _PostgreSQLInsert:
             "%(rows)s::jsonb) ON CONFLICT (decision_id) DO NOTHING"
         )
 
-    def run(self, connection: Connection, records: list[DecisionRecord]) -> int:
-        return self.run_rows(connection, [record.as_row() for record in records])
-
     def run_rows(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
-        """Like ``run``, from the records' :meth:`~banditgate.ledger.records.DecisionRecord.as_row` dicts (the
-        joiner has them without building the records); adds ``logged_at`` to each."""
         logged_at = utcnow()
         for row in rows:
             row["logged_at"] = logged_at
         return connection.exec_driver_sql(self.sql, {"rows": json_dumps(rows)}).rowcount
 
 
-class _SQLiteInsert:
+class _SQLiteInsert(_DecisionInsert):
     """``INSERT .. ON CONFLICT DO NOTHING`` of a batch through the driver's ``executemany``.
 
     SQLAlchemy's bulk insert with RETURNING costs about 75 us per decision in bind processing, more than
@@ -309,12 +317,7 @@ class _SQLiteInsert:
         marks = ", ".join("?" for _ in self.columns)
         self.sql = f"INSERT INTO decisions ({names}) VALUES ({marks}) ON CONFLICT (decision_id) DO NOTHING"
 
-    def run(self, connection: Connection, records: list[DecisionRecord]) -> int:
-        return self.run_rows(connection, [record.as_row() for record in records])
-
     def run_rows(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
-        """Like ``run``, from the records' :meth:`~banditgate.ledger.records.DecisionRecord.as_row` dicts (the
-        joiner has them without building the records); adds ``logged_at`` to each."""
         logged_at = utcnow()
         values = []
         for row in rows:
